@@ -1,0 +1,240 @@
+//! [`Engine`]: one running Switchboard node.
+//!
+//! [`Engine::build`] does every fallible start-up step (data directory,
+//! secrets, database and migrations, bus, supervision tree, HTTP listener) and
+//! undoes the earlier ones when a later one fails. [`Engine::run_until`]
+//! serves HTTP until the shutdown future resolves, then stops in one order:
+//! stop accepting connections, drain live calls for
+//! `shutdown.grace_period` (their WebSockets stay open meanwhile), end the
+//! rest, wait a bounded time for open HTTP connections, close the bus, close
+//! the database.
+
+use crate::redact::redact_url;
+use crate::secrets::{ResolvedSecrets, resolve_secrets};
+use crate::{EngineError, with_prepared_data_dir};
+use axum::Router;
+use futures::future::BoxFuture;
+use std::future::{Future, IntoFuture as _};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard_actors::{Registry, Tree, TreeConfig};
+use switchboard_api::{AppState, BusHealth};
+use switchboard_bus::Bus;
+use switchboard_config::Settings;
+use switchboard_store::{Backend, Store};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+/// How long open HTTP connections may linger after the actors have stopped.
+/// By then every call has ended, so what remains are idle keep-alives or
+/// clients that ignore the close; they must not hold the process up.
+const HTTP_DRAIN: Duration = Duration::from_secs(5);
+
+/// The bus as the API's readiness probe sees it.
+#[derive(Clone, Debug)]
+pub struct BusProbe(pub Bus);
+
+impl BusHealth for BusProbe {
+    fn ping(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move { self.0.ping().await.map_err(|e| e.to_string()) })
+    }
+
+    fn kind(&self) -> &'static str {
+        self.0.kind()
+    }
+}
+
+/// Connect to the database in `settings` (SQLite in the data directory when
+/// unset) and apply the migrations. `settings.storage.data_dir` should already
+/// be absolute (see [`with_prepared_data_dir`]).
+pub async fn connect_store(settings: &Settings, encryption_key: [u8; 32]) -> Result<Store, EngineError> {
+    let store = Store::connect(&settings.database_url(), settings.database.max_connections, encryption_key).await?;
+    if let Err(e) = store.migrate().await {
+        store.close().await;
+        return Err(e.into());
+    }
+    Ok(store)
+}
+
+/// A built, not yet serving, engine. The listener is bound, so
+/// [`Engine::local_addr`] is final (port 0 resolved).
+pub struct Engine {
+    settings: Settings,
+    store: Store,
+    bus: Bus,
+    tree: Tree,
+    listener: TcpListener,
+    router: Router,
+    local_addr: SocketAddr,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("local_addr", &self.local_addr)
+            .field("backend", &self.store.backend())
+            .field("bus", &self.bus.kind())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Start every component from `settings`. Nothing serves HTTP until [`Engine::run_until`].
+    pub async fn build(settings: Settings) -> Result<Engine, EngineError> {
+        let settings = with_prepared_data_dir(settings)?;
+        let secrets = resolve_secrets(&settings)?;
+        // Bind first: a busy port is the most common start-up failure and needs nothing torn down.
+        let listener = TcpListener::bind(settings.http.bind)
+            .await
+            .map_err(|source| EngineError::Bind { addr: settings.http.bind, source })?;
+        let local_addr =
+            listener.local_addr().map_err(|source| EngineError::Bind { addr: settings.http.bind, source })?;
+
+        let store = connect_store(&settings, *secrets.encryption_key.expose()).await?;
+        let bus = match connect_bus(&settings).await {
+            Ok(bus) => bus,
+            Err(e) => {
+                store.close().await;
+                return Err(e);
+            }
+        };
+        let (tree, router) = match start_tree_and_router(&settings, &store, &bus, &secrets).await {
+            Ok(parts) => parts,
+            Err(e) => {
+                bus.shutdown().await;
+                store.close().await;
+                return Err(e);
+            }
+        };
+
+        let database = match store.backend() {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        };
+        info!(
+            addr = %local_addr,
+            database,
+            database_url = %redact_url(&settings.database_url()),
+            bus = bus.kind(),
+            data_dir = %settings.storage.data_dir.display(),
+            "listening on http://{local_addr}"
+        );
+        Ok(Engine { settings, store, bus, tree, listener, router, local_addr })
+    }
+
+    /// The bound address (with the real port when `http.bind` used port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The effective settings (data directory made absolute).
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The engine's store, for tools and tests that seed data.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The live-actor registry.
+    pub fn registry(&self) -> &Registry {
+        self.tree.registry()
+    }
+
+    /// The supervision tree (spawning calls, stats).
+    pub fn tree(&self) -> &Tree {
+        &self.tree
+    }
+
+    /// Serve HTTP until `shutdown` resolves (or the server fails), then stop
+    /// everything in order. Returns the server's error, if it failed.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), EngineError> {
+        let Engine { settings, store, bus, tree, listener, router, local_addr } = self;
+        let (stop_tx, mut stop_rx) = watch::channel(false);
+        let app = router.into_make_service_with_connect_info::<SocketAddr>();
+        let server = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                // Either a send or the sender being dropped means stop.
+                let _ = stop_rx.wait_for(|stop| *stop).await;
+            })
+            .into_future();
+        let mut server = tokio::spawn(server);
+
+        let mut outcome = tokio::select! {
+            () = shutdown => {
+                info!("shutdown requested: no longer accepting connections");
+                None
+            }
+            result = &mut server => Some(server_result(result)),
+        };
+        let _ = stop_tx.send(true);
+
+        match tree.shutdown(settings.shutdown.grace_period).await {
+            Ok(report) => info!(drained = report.drained, ended = report.ended, "actors stopped"),
+            Err(e) => warn!(error = %e, "actor tree did not stop cleanly"),
+        }
+
+        if outcome.is_none() {
+            outcome = match tokio::time::timeout(HTTP_DRAIN, &mut server).await {
+                Ok(result) => Some(server_result(result)),
+                Err(_) => {
+                    warn!(after_secs = HTTP_DRAIN.as_secs(), "closing HTTP connections that stayed open");
+                    server.abort();
+                    Some(Ok(()))
+                }
+            };
+        }
+
+        bus.shutdown().await;
+        store.close().await;
+        info!(addr = %local_addr, "shutdown complete");
+        outcome.unwrap_or(Ok(()))
+    }
+}
+
+fn server_result(joined: Result<std::io::Result<()>, tokio::task::JoinError>) -> Result<(), EngineError> {
+    match joined {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(EngineError::Serve(e)),
+        Err(e) => Err(EngineError::Serve(std::io::Error::other(e.to_string()))),
+    }
+}
+
+async fn connect_bus(settings: &Settings) -> Result<Bus, EngineError> {
+    match settings.redis_url() {
+        Some(url) => Ok(Bus::redis(url, &settings.redis.key_prefix).await?),
+        None => Ok(Bus::in_process()),
+    }
+}
+
+async fn start_tree_and_router(
+    settings: &Settings,
+    store: &Store,
+    bus: &Bus,
+    secrets: &ResolvedSecrets,
+) -> Result<(Tree, Router), EngineError> {
+    let config = TreeConfig {
+        call_mailbox: settings.limits.call_mailbox,
+        conversation_mailbox: settings.limits.conversation_mailbox,
+        agent_session_mailbox: settings.limits.agent_session_mailbox,
+        ..TreeConfig::default()
+    };
+    let tree = Tree::start(config, Arc::new(store.clone())).await?;
+    let state = AppState::new(
+        store.clone(),
+        BusProbe(bus.clone()),
+        tree.registry().clone(),
+        settings,
+        &secrets.jwt_secret,
+    );
+    match state {
+        Ok(state) => Ok((tree, switchboard_api::router(state))),
+        Err(e) => {
+            let _ = tree.shutdown(Duration::ZERO).await;
+            Err(e.into())
+        }
+    }
+}
