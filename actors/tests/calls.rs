@@ -223,5 +223,8 @@ async fn a_recorder_that_panics_while_ending_a_call_does_not_take_the_supervisor
     assert!(tree.registry().calls().get(&call.call_id()).is_none());
     let next = tree.spawn_call(call_spec(tenant)).await.expect("still spawns");
     next.hangup(EndReason::CallerHangup).expect("hangup");
-    assert_eq!(recorder.wait_finished(next.call_id()).await, (CallStatus::Canceled, EndReason::CallerHangup));
+    assert_eq!(
+        recorder.wait_finished(next.call_id()).await,
+        (CallStatus::Canceled, EndReason::CallerHangup)
+    );
 }

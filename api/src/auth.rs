@@ -75,7 +75,11 @@ impl Caller {
 
     /// Fail with `forbidden` unless the caller ranks at least `min`.
     pub fn require(&self, min: Role) -> Result<(), ApiError> {
-        if self.user.role.at_least(min) { Ok(()) } else { Err(ApiError::Forbidden) }
+        if self.user.role.at_least(min) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden)
+        }
     }
 
     /// The tenant a new row goes into. System admins must name one
@@ -183,8 +187,14 @@ impl AppState {
     fn session_cookies(&self, session: &SessionRecord) -> [(header::HeaderName, String); 2] {
         let max_age = self.inner.auth.session_ttl.as_secs();
         [
-            (header::SET_COOKIE, self.cookie(SESSION_COOKIE, &self.sign_session(session.id), max_age, true)),
-            (header::SET_COOKIE, self.cookie(CSRF_COOKIE, &session.csrf_token, max_age, false)),
+            (
+                header::SET_COOKIE,
+                self.cookie(SESSION_COOKIE, &self.sign_session(session.id), max_age, true),
+            ),
+            (
+                header::SET_COOKIE,
+                self.cookie(CSRF_COOKIE, &session.csrf_token, max_age, false),
+            ),
         ]
     }
 
@@ -210,12 +220,19 @@ impl AppState {
 
 /// Check the double-submit CSRF token of a cookie-authenticated request.
 fn check_csrf(headers: &HeaderMap, jar: &CookieJar, session: &SessionRecord) -> Result<(), ApiError> {
-    let header = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).ok_or(ApiError::CsrfFailed)?;
+    let header = headers
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .ok_or(ApiError::CsrfFailed)?;
     let cookie = jar.get(CSRF_COOKIE).ok_or(ApiError::CsrfFailed)?;
     // Evaluate both comparisons before branching so timing does not say which failed.
     let header_matches_cookie = ct_eq(header, cookie.value());
     let header_matches_session = ct_eq(header, &session.csrf_token);
-    if header_matches_cookie & header_matches_session { Ok(()) } else { Err(ApiError::CsrfFailed) }
+    if header_matches_cookie & header_matches_session {
+        Ok(())
+    } else {
+        Err(ApiError::CsrfFailed)
+    }
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -328,7 +345,16 @@ pub async fn login(
         session: session.clone(),
         method: AuthMethod::Bearer,
     };
-    caller.audit(&state, "login", "session", session.id, user.tenant_id, serde_json::json!({})).await;
+    caller
+        .audit(
+            &state,
+            "login",
+            "session",
+            session.id,
+            user.tenant_id,
+            serde_json::json!({}),
+        )
+        .await;
     let body = LoginResponse {
         access_token,
         token_type: "Bearer".into(),
@@ -337,7 +363,9 @@ pub async fn login(
         user,
     };
     let mut response = (AppendHeaders(state.session_cookies(&session)), Json(body)).into_response();
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
 }
 
@@ -354,7 +382,14 @@ pub async fn login(
 pub async fn logout(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     state.store().sessions().revoke(caller.session.id).await?;
     caller
-        .audit(&state, "logout", "session", caller.session.id, caller.user.tenant_id, serde_json::json!({}))
+        .audit(
+            &state,
+            "logout",
+            "session",
+            caller.session.id,
+            caller.user.tenant_id,
+            serde_json::json!({}),
+        )
         .await;
     Ok((StatusCode::NO_CONTENT, AppendHeaders(state.clearing_cookies())).into_response())
 }

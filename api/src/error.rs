@@ -129,7 +129,9 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let mut response = (status, axum::Json(self.body())).into_response();
         if let ApiError::RateLimited { retry_after_secs } = self {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
         }
         response
     }
@@ -188,10 +190,15 @@ mod tests {
     #[test]
     fn store_errors_map_to_client_errors() {
         assert_eq!(
-            ApiError::from(StoreError::Conflict { message: "email taken".into() }),
+            ApiError::from(StoreError::Conflict {
+                message: "email taken".into()
+            }),
             ApiError::Conflict("email taken".into())
         );
-        assert_eq!(ApiError::from(StoreError::Invalid { message: "x".into() }).code(), "validation_failed");
+        assert_eq!(
+            ApiError::from(StoreError::Invalid { message: "x".into() }).code(),
+            "validation_failed"
+        );
         assert_eq!(ApiError::from(StoreError::Crypto).code(), "internal");
     }
 }

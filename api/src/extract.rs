@@ -12,12 +12,12 @@
 //!   `bad_request` (400).
 
 use crate::error::ApiError;
+use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::body::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -25,7 +25,7 @@ use serde::de::DeserializeOwned;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
 
-/// A JSON update body plus the names of the fields it sets.
+/// A JSON body plus the names of its top-level fields (for audit entries).
 #[derive(Debug, Clone)]
 pub struct Patch<T> {
     pub value: T,
@@ -42,7 +42,9 @@ fn is_json_content_type(parts: &axum::http::HeaderMap) -> bool {
 
 async fn json_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
     if !is_json_content_type(req.headers()) {
-        return Err(ApiError::InvalidJson("expected `Content-Type: application/json`".into()));
+        return Err(ApiError::InvalidJson(
+            "expected `Content-Type: application/json`".into(),
+        ));
     }
     Bytes::from_request(req, state).await.map_err(bytes_rejection)
 }
@@ -145,27 +147,33 @@ mod tests {
 
     #[tokio::test]
     async fn classifies_body_errors() {
-        let err = Json::<NewContact>::from_request(json_request("{not json"), &()).await.unwrap_err();
+        let err = Json::<NewContact>::from_request(json_request("{not json"), &())
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), "invalid_json");
-        let err = Json::<NewContact>::from_request(json_request(r#"{"name": 5}"#), &()).await.unwrap_err();
+        let err = Json::<NewContact>::from_request(json_request(r#"{"name": 5}"#), &())
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), "validation_failed");
         let err = Json::<NewContact>::from_request(json_request(r#"{"name":"a","phone":"12"}"#), &())
             .await
             .unwrap_err();
         assert!(err.to_string().contains("phone number"), "{err}");
-        let no_type = Request::builder().method("POST").uri("/").body(Body::from("{}")).expect("request");
+        let no_type = Request::builder()
+            .method("POST")
+            .uri("/")
+            .body(Body::from("{}"))
+            .expect("request");
         let err = Json::<NewContact>::from_request(no_type, &()).await.unwrap_err();
         assert_eq!(err.code(), "invalid_json");
     }
 
     #[tokio::test]
     async fn patch_reports_field_names() {
-        let patch = Patch::<switchboard_domain::ContactUpdate>::from_request(
-            json_request(r#"{"name":"x","email":null}"#),
-            &(),
-        )
-        .await
-        .expect("patch");
+        let patch =
+            Patch::<switchboard_domain::ContactUpdate>::from_request(json_request(r#"{"name":"x","email":null}"#), &())
+                .await
+                .expect("patch");
         assert_eq!(patch.fields, vec!["email".to_owned(), "name".to_owned()]);
         assert_eq!(patch.value.email, Some(None));
     }

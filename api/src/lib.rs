@@ -38,6 +38,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::HeaderName;
+use std::time::Duration;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -65,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::activity::routes());
 
     let max_body = state.inner.max_body_bytes;
+    let request_timeout = state.inner.request_timeout;
     Router::new()
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
@@ -72,7 +74,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(middleware::from_fn_with_state(state.clone(), timeout))
+        .layer(middleware::from_fn_with_state(request_timeout, timeout))
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
@@ -99,12 +101,44 @@ fn request_span(req: &Request) -> tracing::Span {
 }
 
 /// Whole-request timeout (`limits.request_timeout`), answered as JSON.
-async fn timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    match tokio::time::timeout(state.inner.request_timeout, next.run(req)).await {
+async fn timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
         Ok(response) => response,
         Err(_) => {
             tracing::warn!("request timed out");
             ApiError::Timeout.into_response()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_requests_time_out_with_a_json_error() {
+        let app = Router::new()
+            .route("/slow", get(std::future::pending::<()>))
+            .route("/fast", get(|| async { "ok" }))
+            .layer(middleware::from_fn_with_state(Duration::from_secs(30), timeout));
+        let slow = app
+            .clone()
+            .oneshot(Request::builder().uri("/slow").body(Body::empty()).expect("request"))
+            .await
+            .expect("response");
+        assert_eq!(slow.status(), http::StatusCode::REQUEST_TIMEOUT);
+        let bytes = http_body_util::BodyExt::collect(slow.into_body())
+            .await
+            .expect("body")
+            .to_bytes();
+        let body: ErrorBody = serde_json::from_slice(&bytes).expect("json");
+        assert_eq!(body.code, "timeout");
+        let fast = app
+            .oneshot(Request::builder().uri("/fast").body(Body::empty()).expect("request"))
+            .await
+            .expect("response");
+        assert_eq!(fast.status(), http::StatusCode::OK);
     }
 }

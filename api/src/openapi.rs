@@ -62,7 +62,12 @@ impl Modify for SecuritySchemes {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
         );
         components.add_security_scheme(
             "session_cookie",
@@ -95,7 +100,10 @@ pub async fn docs() -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CONTENT_SECURITY_POLICY, "default-src 'none'; style-src 'unsafe-inline'"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'",
+            ),
         ],
         docs_html(),
     )
@@ -125,7 +133,11 @@ fn schema_name(schema: &Value) -> String {
     if let Some(items) = schema.get("items") {
         return format!("array of {}", schema_name(items));
     }
-    if let Some(all) = schema.get("allOf").or_else(|| schema.get("oneOf")).and_then(Value::as_array) {
+    if let Some(all) = schema
+        .get("allOf")
+        .or_else(|| schema.get("oneOf"))
+        .and_then(Value::as_array)
+    {
         let names: Vec<String> = all.iter().map(schema_name).collect();
         return names.join(" | ");
     }
@@ -170,7 +182,10 @@ pub fn render_docs(spec: &Value) -> String {
     if let Some(desc) = spec.pointer("/info/description").and_then(Value::as_str) {
         let _ = write!(html, "<p>{}</p>", escape(desc));
     }
-    let _ = write!(html, "<p>Machine-readable spec: <a href=\"/api/v1/openapi.json\">openapi.json</a></p>");
+    let _ = write!(
+        html,
+        "<p>Machine-readable spec: <a href=\"/api/v1/openapi.json\">openapi.json</a></p>"
+    );
     let Some(Value::Object(paths)) = spec.get("paths") else {
         html.push_str("</body></html>");
         return html;
@@ -192,7 +207,9 @@ pub fn render_docs(spec: &Value) -> String {
                 let _ = write!(html, "<p>{}</p>", escape(desc));
             }
             if let Some(Value::Array(params)) = op.get("parameters") {
-                html.push_str("<table><tr><th>parameter</th><th>in</th><th>required</th><th>schema</th><th>description</th></tr>");
+                html.push_str(
+                    "<table><tr><th>parameter</th><th>in</th><th>required</th><th>schema</th><th>description</th></tr>",
+                );
                 for p in params {
                     let text = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or_default();
                     let required = p.get("required").and_then(Value::as_bool).unwrap_or(false);

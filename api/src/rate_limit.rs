@@ -34,7 +34,9 @@ pub struct IpRateLimiter {
 
 impl std::fmt::Debug for IpRateLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IpRateLimiter").field("tracked", &self.limiter.len()).finish()
+        f.debug_struct("IpRateLimiter")
+            .field("tracked", &self.limiter.len())
+            .finish()
     }
 }
 
@@ -176,7 +178,11 @@ mod tests {
             .route("/hook", post(|| async { "ok" }))
             .layer(RateLimitLayer::per_second(1));
         let request = |ip: [u8; 4]| {
-            let mut req = Request::builder().method("POST").uri("/hook").body(Body::empty()).expect("req");
+            let mut req = Request::builder()
+                .method("POST")
+                .uri("/hook")
+                .body(Body::empty())
+                .expect("req");
             req.extensions_mut().insert(ConnectInfo(SocketAddr::from((ip, 4000))));
             req
         };

@@ -23,7 +23,7 @@ pub const MIN_JWT_SECRET_BYTES: usize = 32;
 pub trait BusHealth: Send + Sync + 'static {
     /// Succeeds when the bus can carry messages; the error says why not.
     fn ping(&self) -> BoxFuture<'_, Result<(), String>>;
-    /// `in_process` or `redis`, for diagnostics.
+    /// `in-process` or `redis`, for diagnostics.
     fn kind(&self) -> &'static str;
 }
 
@@ -32,6 +32,15 @@ pub trait LiveCounts: Send + Sync + 'static {
     fn live_calls(&self) -> usize;
     fn live_conversations(&self) -> usize;
     fn is_call_live(&self, id: switchboard_domain::CallId) -> bool;
+}
+
+impl BusHealth for switchboard_bus::Bus {
+    fn ping(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move { switchboard_bus::Bus::ping(self).await.map_err(|e| e.to_string()) })
+    }
+    fn kind(&self) -> &'static str {
+        switchboard_bus::Bus::kind(self)
+    }
 }
 
 impl LiveCounts for switchboard_actors::Registry {

@@ -25,8 +25,18 @@ async fn login_me_logout_and_logout_kills_the_jwt() {
 
     let out = t.call(Method::POST, "/api/v1/auth/logout", &owner, None).await;
     assert_eq!(out.status, StatusCode::NO_CONTENT);
-    let cleared: Vec<_> = out.headers.get_all(header::SET_COOKIE).iter().filter_map(|v| v.to_str().ok()).collect();
-    assert!(cleared.iter().any(|c| c.starts_with("sb_session=;") && c.contains("Max-Age=0")), "{cleared:?}");
+    let cleared: Vec<_> = out
+        .headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    assert!(
+        cleared
+            .iter()
+            .any(|c| c.starts_with("sb_session=;") && c.contains("Max-Age=0")),
+        "{cleared:?}"
+    );
 
     // The JWT has not expired, but its session is gone.
     let me = t.call(Method::GET, "/api/v1/auth/me", &owner, None).await;
@@ -38,7 +48,7 @@ async fn login_me_logout_and_logout_kills_the_jwt() {
 async fn login_sets_session_and_csrf_cookies() {
     let mut settings = test_settings();
     settings.security.cookie_secure = true;
-    let t = TestApp::with(settings, true).await;
+    let t = TestApp::with(settings, switchboard_bus::Bus::in_process()).await;
     t.user(Some(t.tenant_a.id), Role::Agent, "cookie@example.com").await;
     let res = t
         .send(json_request(
@@ -50,15 +60,29 @@ async fn login_sets_session_and_csrf_cookies() {
         .await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text);
     assert_eq!(res.body["token_type"], "Bearer");
-    assert_eq!(res.body["expires_in"], json!(t.settings.security.access_token_ttl.as_secs()));
-    let cookies: Vec<_> = res.headers.get_all(header::SET_COOKIE).iter().filter_map(|v| v.to_str().ok()).collect();
-    let session = cookies.iter().find(|c| c.starts_with("sb_session=")).expect("session cookie");
+    assert_eq!(
+        res.body["expires_in"],
+        json!(t.settings.security.access_token_ttl.as_secs())
+    );
+    let cookies: Vec<_> = res
+        .headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let session = cookies
+        .iter()
+        .find(|c| c.starts_with("sb_session="))
+        .expect("session cookie");
     let csrf = cookies.iter().find(|c| c.starts_with("sb_csrf=")).expect("csrf cookie");
     let max_age = format!("Max-Age={}", t.settings.security.session_ttl.as_secs());
     for attr in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/", max_age.as_str()] {
         assert!(session.contains(attr), "{session} lacks {attr}");
     }
-    assert!(!csrf.contains("HttpOnly"), "the CSRF cookie must be readable by scripts");
+    assert!(
+        !csrf.contains("HttpOnly"),
+        "the CSRF cookie must be readable by scripts"
+    );
     assert!(csrf.contains(&format!("sb_csrf={}", res.body["csrf_token"].as_str().expect("csrf"))));
 }
 
@@ -67,7 +91,12 @@ async fn wrong_password_and_unknown_user_look_the_same() {
     let t = TestApp::new().await;
     t.user(Some(t.tenant_a.id), Role::Agent, "known@example.com").await;
     let attempt = |email: &str, password: &str| {
-        json_request(Method::POST, "/api/v1/auth/login", None, Some(json!({"email": email, "password": password})))
+        json_request(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"email": email, "password": password})),
+        )
     };
     let wrong = t.send(attempt("known@example.com", "nope")).await;
     let unknown = t.send(attempt("ghost@example.com", "nope")).await;
@@ -79,12 +108,17 @@ async fn wrong_password_and_unknown_user_look_the_same() {
 }
 
 fn cookie_request(method: Method, uri: &str, who: &Session, csrf: Option<&str>, body: Option<&str>) -> Request<Body> {
-    let mut b = Request::builder().method(method).uri(uri).header(header::COOKIE, &who.cookie_header);
+    let mut b = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::COOKIE, &who.cookie_header);
     if let Some(csrf) = csrf {
         b = b.header("x-csrf-token", csrf);
     }
     match body {
-        Some(body) => b.header(header::CONTENT_TYPE, "application/json").body(Body::from(body.to_owned())),
+        Some(body) => b
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_owned())),
         None => b.body(Body::empty()),
     }
     .expect("request")
@@ -97,44 +131,100 @@ async fn cookie_auth_needs_csrf_on_unsafe_methods_and_bearer_does_not() {
     let contact = r#"{"name": "Ada"}"#;
 
     // Safe methods work with the cookie alone.
-    let res = t.send(cookie_request(Method::GET, "/api/v1/auth/me", &agent, None, None)).await;
+    let res = t
+        .send(cookie_request(Method::GET, "/api/v1/auth/me", &agent, None, None))
+        .await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text);
 
-    let missing = t.send(cookie_request(Method::POST, "/api/v1/contacts", &agent, None, Some(contact))).await;
+    let missing = t
+        .send(cookie_request(
+            Method::POST,
+            "/api/v1/contacts",
+            &agent,
+            None,
+            Some(contact),
+        ))
+        .await;
     assert_eq!(missing.status, StatusCode::FORBIDDEN);
     assert_eq!(missing.body["code"], "csrf_failed");
-    let wrong = t.send(cookie_request(Method::POST, "/api/v1/contacts", &agent, Some("forged"), Some(contact))).await;
+    let wrong = t
+        .send(cookie_request(
+            Method::POST,
+            "/api/v1/contacts",
+            &agent,
+            Some("forged"),
+            Some(contact),
+        ))
+        .await;
     assert_eq!(wrong.body["code"], "csrf_failed");
 
     // The header must match the cookie: a header equal to the session token
     // but a tampered cookie fails too.
     let mut tampered = agent.clone();
     tampered.cookie_header = tampered.cookie_header.replace(&agent.csrf, "other");
-    let res = t.send(cookie_request(Method::POST, "/api/v1/contacts", &tampered, Some(&agent.csrf), Some(contact))).await;
+    let res = t
+        .send(cookie_request(
+            Method::POST,
+            "/api/v1/contacts",
+            &tampered,
+            Some(&agent.csrf),
+            Some(contact),
+        ))
+        .await;
     assert_eq!(res.body["code"], "csrf_failed");
 
     let total = t.call(Method::GET, "/api/v1/contacts", &agent, None).await.body["total"].clone();
     assert_eq!(total, json!(0), "rejected requests must not write");
 
-    let ok = t.send(cookie_request(Method::POST, "/api/v1/contacts", &agent, Some(&agent.csrf), Some(contact))).await;
+    let ok = t
+        .send(cookie_request(
+            Method::POST,
+            "/api/v1/contacts",
+            &agent,
+            Some(&agent.csrf),
+            Some(contact),
+        ))
+        .await;
     assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.text);
 
-    let bearer = t.call(Method::POST, "/api/v1/contacts", &agent, Some(json!({"name": "Bob"}))).await;
+    let bearer = t
+        .call(Method::POST, "/api/v1/contacts", &agent, Some(json!({"name": "Bob"})))
+        .await;
     assert_eq!(bearer.status, StatusCode::CREATED, "{}", bearer.text);
 
     // A forged session cookie (right ID shape, wrong signature) is not a session.
     let mut forged = agent.clone();
-    let sid = agent.cookie_header.split("sb_session=").nth(1).and_then(|v| v.split('.').next()).expect("sid");
+    let sid = agent
+        .cookie_header
+        .split("sb_session=")
+        .nth(1)
+        .and_then(|v| v.split('.').next())
+        .expect("sid");
     forged.cookie_header = format!("sb_session={sid}.AAAA; sb_csrf={}", agent.csrf);
-    let res = t.send(cookie_request(Method::GET, "/api/v1/auth/me", &forged, None, None)).await;
+    let res = t
+        .send(cookie_request(Method::GET, "/api/v1/auth/me", &forged, None, None))
+        .await;
     assert_eq!(res.status, StatusCode::UNAUTHORIZED);
 
     // Cookie logout (with CSRF) ends the session for the cookie and the JWT.
-    let out = t.send(cookie_request(Method::POST, "/api/v1/auth/logout", &agent, Some(&agent.csrf), None)).await;
+    let out = t
+        .send(cookie_request(
+            Method::POST,
+            "/api/v1/auth/logout",
+            &agent,
+            Some(&agent.csrf),
+            None,
+        ))
+        .await;
     assert_eq!(out.status, StatusCode::NO_CONTENT);
-    let res = t.send(cookie_request(Method::GET, "/api/v1/auth/me", &agent, None, None)).await;
+    let res = t
+        .send(cookie_request(Method::GET, "/api/v1/auth/me", &agent, None, None))
+        .await;
     assert_eq!(res.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(t.call(Method::GET, "/api/v1/auth/me", &agent, None).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        t.call(Method::GET, "/api/v1/auth/me", &agent, None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test]
@@ -168,7 +258,10 @@ async fn password_change_revokes_existing_sessions() {
         )
         .await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text);
-    assert_eq!(t.call(Method::GET, "/api/v1/auth/me", &agent, None).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        t.call(Method::GET, "/api/v1/auth/me", &agent, None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
     t.login(&agent.user.email, "a brand new passphrase").await;
 }
 
@@ -176,7 +269,7 @@ async fn password_change_revokes_existing_sessions() {
 async fn login_is_rate_limited_per_ip() {
     let mut settings = test_settings();
     settings.limits.login_per_minute = 3;
-    let t = TestApp::with(settings, true).await;
+    let t = TestApp::with(settings, switchboard_bus::Bus::in_process()).await;
     let attempt = |ip: [u8; 4]| {
         let mut req = json_request(
             Method::POST,
@@ -193,7 +286,11 @@ async fn login_is_rate_limited_per_ip() {
     let limited = t.send(attempt([10, 0, 0, 1])).await;
     assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(limited.body["code"], "rate_limited");
-    let retry: u64 = limited.headers[header::RETRY_AFTER].to_str().expect("ascii").parse().expect("seconds");
+    let retry: u64 = limited.headers[header::RETRY_AFTER]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
     assert!(retry >= 1);
     // Other clients have their own bucket.
     assert_eq!(t.send(attempt([10, 0, 0, 2])).await.status, StatusCode::UNAUTHORIZED);

@@ -8,8 +8,8 @@ use common::*;
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 use switchboard_domain::{
-    CallDirection, CallStatus, Channel, MessageDirection, MessageStatus, NewAgent, NewAppointment, NewCall,
-    NewContact, NewConversation, NewCredential, NewMessage, NewPhoneNumber, NewTenant, Role, Speaker, TenantId,
+    CallDirection, CallStatus, Channel, MessageDirection, MessageStatus, NewAgent, NewAppointment, NewCall, NewContact,
+    NewConversation, NewCredential, NewMessage, NewPhoneNumber, NewTenant, Role, Speaker, TenantId,
 };
 
 /// Expected statuses in the order: system_admin, owner A, admin A, agent A, owner B.
@@ -70,8 +70,16 @@ impl Fixture {
     async fn new() -> Fixture {
         let t = TestApp::new().await;
         let a = t.tenant_a.id;
-        let agent_user = t.user(Some(a), Role::Agent, "target-agent@example.com").await.id.to_string();
-        let owner_user = t.user(Some(a), Role::Owner, "target-owner@example.com").await.id.to_string();
+        let agent_user = t
+            .user(Some(a), Role::Agent, "target-agent@example.com")
+            .await
+            .id
+            .to_string();
+        let owner_user = t
+            .user(Some(a), Role::Owner, "target-owner@example.com")
+            .await
+            .id
+            .to_string();
         let store = &t.store;
         let call = store
             .calls()
@@ -86,7 +94,11 @@ impl Fixture {
             })
             .await
             .expect("call");
-        store.transcripts().append(call.id, Speaker::Caller, "hello", 0, 900).await.expect("segment");
+        store
+            .transcripts()
+            .append(call.id, Speaker::Caller, "hello", 0, 900)
+            .await
+            .expect("segment");
         let conversation = store
             .conversations()
             .create(NewConversation {
@@ -150,7 +162,13 @@ impl Fixture {
                 .to_string(),
             Target::PhoneNumber => {
                 let new: NewPhoneNumber = serde_json::from_value(json!({"number": phone()})).expect("json");
-                store.phone_numbers().create(a, new).await.expect("number").id.to_string()
+                store
+                    .phone_numbers()
+                    .create(a, new)
+                    .await
+                    .expect("number")
+                    .id
+                    .to_string()
             }
             Target::Agent => {
                 let new: NewAgent = serde_json::from_value(json!({"name": "Receptionist"})).expect("json");
@@ -159,7 +177,13 @@ impl Fixture {
             Target::Credential => {
                 let new: NewCredential =
                     serde_json::from_value(json!({"kind": "openai", "secrets": {"api_key": "sk-test"}})).expect("json");
-                store.credentials().create(a, new).await.expect("credential").id.to_string()
+                store
+                    .credentials()
+                    .create(a, new)
+                    .await
+                    .expect("credential")
+                    .id
+                    .to_string()
             }
             Target::Contact => {
                 let new: NewContact = serde_json::from_value(json!({"name": "Ada"})).expect("json");
@@ -167,7 +191,13 @@ impl Fixture {
             }
             Target::Appointment => {
                 let new: NewAppointment = serde_json::from_value(slot()).expect("json");
-                store.appointments().create(a, new).await.expect("appointment").id.to_string()
+                store
+                    .appointments()
+                    .create(a, new)
+                    .await
+                    .expect("appointment")
+                    .id
+                    .to_string()
             }
             Target::Call => self.call.clone(),
             Target::Conversation => self.conversation.clone(),
@@ -201,48 +231,157 @@ fn cases() -> Vec<Case> {
         case(M::GET, "/api/v1/auth/me", T::None, none, [OK; 5]),
         // tenants
         case(M::GET, "/api/v1/tenants", T::None, none, [OK; 5]),
-        case(M::POST, "/api/v1/tenants", T::None, || Some(json!({"name": format!("New {}", unique())})),
-            [CREATED, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN]),
-        case(M::GET, "/api/v1/tenants/{id}", T::TenantA, none, [OK, OK, OK, OK, MISSING]),
-        case(M::PATCH, "/api/v1/tenants/{id}", T::TenantA, || Some(json!({"max_concurrent_calls": 7})),
-            [OK, OK, FORBIDDEN, FORBIDDEN, MISSING]),
-        case(M::DELETE, "/api/v1/tenants/{id}", T::FreshTenant, none, [GONE, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN]),
+        case(
+            M::POST,
+            "/api/v1/tenants",
+            T::None,
+            || Some(json!({"name": format!("New {}", unique())})),
+            [CREATED, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN],
+        ),
+        case(
+            M::GET,
+            "/api/v1/tenants/{id}",
+            T::TenantA,
+            none,
+            [OK, OK, OK, OK, MISSING],
+        ),
+        case(
+            M::PATCH,
+            "/api/v1/tenants/{id}",
+            T::TenantA,
+            || Some(json!({"max_concurrent_calls": 7})),
+            [OK, OK, FORBIDDEN, FORBIDDEN, MISSING],
+        ),
+        case(
+            M::DELETE,
+            "/api/v1/tenants/{id}",
+            T::FreshTenant,
+            none,
+            [GONE, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN],
+        ),
         // users
         case(M::GET, "/api/v1/users", T::None, none, [OK, OK, OK, FORBIDDEN, OK]),
         // No tenant named: system admins must name one; everyone else gets their own (B's owner into B).
-        case(M::POST, "/api/v1/users", T::None,
+        case(
+            M::POST,
+            "/api/v1/users",
+            T::None,
             || Some(json!({"email": format!("n{}@example.com", unique()), "password": "pw-123456", "role": "agent"})),
-            [INVALID, CREATED, CREATED, FORBIDDEN, CREATED]),
-        case(M::POST, "/api/v1/users", T::None,
-            || Some(json!({"tenant_id": "{a}", "email": format!("a{}@example.com", unique()), "password": "pw-123456", "role": "agent"})),
-            [CREATED, CREATED, CREATED, FORBIDDEN, MISSING]),
-        case(M::POST, "/api/v1/users", T::None,
-            || Some(json!({"tenant_id": "{a}", "email": format!("o{}@example.com", unique()), "password": "pw-123456", "role": "owner"})),
-            [CREATED, CREATED, FORBIDDEN, FORBIDDEN, MISSING]),
-        case(M::POST, "/api/v1/users", T::None,
-            || Some(json!({"email": format!("s{}@example.com", unique()), "password": "pw-123456", "role": "system_admin"})),
-            [CREATED, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN]),
-        case(M::GET, "/api/v1/users/{id}", T::AgentUser, none, [OK, OK, OK, FORBIDDEN, MISSING]),
-        case(M::PATCH, "/api/v1/users/{id}", T::AgentUser,
-            || Some(json!({"email": format!("renamed{}@example.com", unique())})), [OK, OK, OK, FORBIDDEN, MISSING]),
-        case(M::PATCH, "/api/v1/users/{id}", T::OwnerUser,
-            || Some(json!({"email": format!("owner{}@example.com", unique())})), [OK, OK, FORBIDDEN, FORBIDDEN, MISSING]),
-        case(M::PATCH, "/api/v1/users/{id}", T::FreshAgentUser, || Some(json!({"role": "admin"})),
-            [OK, OK, FORBIDDEN, FORBIDDEN, MISSING]),
-        case(M::DELETE, "/api/v1/users/{id}", T::FreshAgentUser, none, [GONE, GONE, GONE, FORBIDDEN, MISSING]),
+            [INVALID, CREATED, CREATED, FORBIDDEN, CREATED],
+        ),
+        case(
+            M::POST,
+            "/api/v1/users",
+            T::None,
+            || {
+                Some(
+                    json!({"tenant_id": "{a}", "email": format!("a{}@example.com", unique()), "password": "pw-123456", "role": "agent"}),
+                )
+            },
+            [CREATED, CREATED, CREATED, FORBIDDEN, MISSING],
+        ),
+        case(
+            M::POST,
+            "/api/v1/users",
+            T::None,
+            || {
+                Some(
+                    json!({"tenant_id": "{a}", "email": format!("o{}@example.com", unique()), "password": "pw-123456", "role": "owner"}),
+                )
+            },
+            [CREATED, CREATED, FORBIDDEN, FORBIDDEN, MISSING],
+        ),
+        case(
+            M::POST,
+            "/api/v1/users",
+            T::None,
+            || {
+                Some(
+                    json!({"email": format!("s{}@example.com", unique()), "password": "pw-123456", "role": "system_admin"}),
+                )
+            },
+            [CREATED, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN],
+        ),
+        case(
+            M::GET,
+            "/api/v1/users/{id}",
+            T::AgentUser,
+            none,
+            [OK, OK, OK, FORBIDDEN, MISSING],
+        ),
+        case(
+            M::PATCH,
+            "/api/v1/users/{id}",
+            T::AgentUser,
+            || Some(json!({"email": format!("renamed{}@example.com", unique())})),
+            [OK, OK, OK, FORBIDDEN, MISSING],
+        ),
+        case(
+            M::PATCH,
+            "/api/v1/users/{id}",
+            T::OwnerUser,
+            || Some(json!({"email": format!("owner{}@example.com", unique())})),
+            [OK, OK, FORBIDDEN, FORBIDDEN, MISSING],
+        ),
+        case(
+            M::PATCH,
+            "/api/v1/users/{id}",
+            T::FreshAgentUser,
+            || Some(json!({"role": "admin"})),
+            [OK, OK, FORBIDDEN, FORBIDDEN, MISSING],
+        ),
+        case(
+            M::DELETE,
+            "/api/v1/users/{id}",
+            T::FreshAgentUser,
+            none,
+            [GONE, GONE, GONE, FORBIDDEN, MISSING],
+        ),
     ];
     type Body = fn() -> Option<Value>;
-    let resources: [(&str, Target, Body, Body, [bool; 5], [bool; 5]); 5] = [
-        ("phone-numbers", T::PhoneNumber, || Some(json!({"number": phone()})), || Some(json!({"label": "main"})),
-            [true; 5], [true, true, true, false, true]),
-        ("agents", T::Agent, || Some(json!({"name": "Sales"})), || Some(json!({"enabled": false})),
-            [true; 5], [true, true, true, false, true]),
-        ("credentials", T::Credential, || Some(json!({"kind": "twilio", "secrets": {"auth_token": "tok"}})),
-            || Some(json!({"label": "prod"})), [true, true, false, false, true], [true, true, false, false, true]),
-        ("contacts", T::Contact, || Some(json!({"name": "Grace"})), || Some(json!({"notes": "vip"})),
-            [true; 5], [true; 5]),
-        ("appointments", T::Appointment, || Some(slot()), || Some(json!({"notes": "bring id"})),
-            [true; 5], [true; 5]),
+    /// (path segment, target, create body, patch body, may read, may write) per caller.
+    type Resource = (&'static str, Target, Body, Body, [bool; 5], [bool; 5]);
+    let resources: [Resource; 5] = [
+        (
+            "phone-numbers",
+            T::PhoneNumber,
+            || Some(json!({"number": phone()})),
+            || Some(json!({"label": "main"})),
+            [true; 5],
+            [true, true, true, false, true],
+        ),
+        (
+            "agents",
+            T::Agent,
+            || Some(json!({"name": "Sales"})),
+            || Some(json!({"enabled": false})),
+            [true; 5],
+            [true, true, true, false, true],
+        ),
+        (
+            "credentials",
+            T::Credential,
+            || Some(json!({"kind": "twilio", "secrets": {"auth_token": "tok"}})),
+            || Some(json!({"label": "prod"})),
+            [true, true, false, false, true],
+            [true, true, false, false, true],
+        ),
+        (
+            "contacts",
+            T::Contact,
+            || Some(json!({"name": "Grace"})),
+            || Some(json!({"notes": "vip"})),
+            [true; 5],
+            [true; 5],
+        ),
+        (
+            "appointments",
+            T::Appointment,
+            || Some(slot()),
+            || Some(json!({"notes": "bring id"})),
+            [true; 5],
+            [true; 5],
+        ),
     ];
     for (base, target, new, patch, read, write) in resources {
         // Owner B passes the role check, but tenant A's rows (and tenant A
@@ -254,11 +393,41 @@ fn cases() -> Vec<Case> {
                 (true, _) => yes,
             })
         };
-        cases.push(case(M::GET, format!("/api/v1/{base}"), T::None, none, expect(read, OK, true)));
-        cases.push(case(M::POST, format!("/api/v1/{base}?tenant_id={{a}}"), T::None, new, expect(write, CREATED, false)));
-        cases.push(case(M::GET, format!("/api/v1/{base}/{{id}}"), target, none, expect(read, OK, false)));
-        cases.push(case(M::PATCH, format!("/api/v1/{base}/{{id}}"), target, patch, expect(write, OK, false)));
-        cases.push(case(M::DELETE, format!("/api/v1/{base}/{{id}}"), target, none, expect(write, GONE, false)));
+        cases.push(case(
+            M::GET,
+            format!("/api/v1/{base}"),
+            T::None,
+            none,
+            expect(read, OK, true),
+        ));
+        cases.push(case(
+            M::POST,
+            format!("/api/v1/{base}?tenant_id={{a}}"),
+            T::None,
+            new,
+            expect(write, CREATED, false),
+        ));
+        cases.push(case(
+            M::GET,
+            format!("/api/v1/{base}/{{id}}"),
+            target,
+            none,
+            expect(read, OK, false),
+        ));
+        cases.push(case(
+            M::PATCH,
+            format!("/api/v1/{base}/{{id}}"),
+            target,
+            patch,
+            expect(write, OK, false),
+        ));
+        cases.push(case(
+            M::DELETE,
+            format!("/api/v1/{base}/{{id}}"),
+            target,
+            none,
+            expect(write, GONE, false),
+        ));
     }
     let read_all = [OK; 5];
     let read_a = [OK, OK, OK, OK, MISSING];
@@ -270,7 +439,13 @@ fn cases() -> Vec<Case> {
         case(M::GET, "/api/v1/conversations/{id}", T::Conversation, none, read_a),
         case(M::GET, "/api/v1/messages", T::None, none, read_all),
         case(M::GET, "/api/v1/messages/{id}", T::Message, none, read_a),
-        case(M::GET, "/api/v1/audit", T::None, none, [OK, OK, FORBIDDEN, FORBIDDEN, OK]),
+        case(
+            M::GET,
+            "/api/v1/audit",
+            T::None,
+            none,
+            [OK, OK, FORBIDDEN, FORBIDDEN, OK],
+        ),
         // Read-only resources have no write routes.
         case(M::DELETE, "/api/v1/calls/{id}", T::Call, none, [NO_METHOD; 5]),
         case(M::POST, "/api/v1/messages", T::None, || Some(json!({})), [NO_METHOD; 5]),
@@ -296,9 +471,8 @@ async fn every_route_by_every_role_and_tenant() {
             let id = f.target(case.target).await;
             let path = case.path.replace("{id}", &id).replace("{a}", &f.a.to_string());
             let a = f.a.to_string();
-            let body = (case.body)().map(|b| {
-                serde_json::from_str(&b.to_string().replace("{a}", &a)).expect("body with tenant")
-            });
+            let body = (case.body)()
+                .map(|b| serde_json::from_str(&b.to_string().replace("{a}", &a)).expect("body with tenant"));
             let res = t.call(case.method.clone(), &path, caller, body).await;
             if res.status.as_u16() != case.expect[i] {
                 failures.push(format!(
@@ -307,31 +481,60 @@ async fn every_route_by_every_role_and_tenant() {
                 ));
             }
             if !res.status.is_success() && res.status != StatusCode::NO_CONTENT {
-                assert!(res.body["code"].is_string(), "error without JSON code: {path} {}", res.text);
+                assert!(
+                    res.body["code"].is_string(),
+                    "error without JSON code: {path} {}",
+                    res.text
+                );
             }
         }
     }
-    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[tokio::test]
 async fn tenant_b_lists_never_contain_tenant_a_rows() {
     let f = Fixture::new().await;
     let t = &f.t;
-    for target in [Target::PhoneNumber, Target::Agent, Target::Credential, Target::Contact, Target::Appointment] {
+    for target in [
+        Target::PhoneNumber,
+        Target::Agent,
+        Target::Credential,
+        Target::Contact,
+        Target::Appointment,
+    ] {
         f.target(target).await;
     }
     let owner_b = t.login_as(Some(t.tenant_b.id), Role::Owner).await;
     let owner_a = t.login_as(Some(t.tenant_a.id), Role::Owner).await;
     for base in [
-        "phone-numbers", "agents", "credentials", "contacts", "appointments", "calls", "conversations", "messages",
+        "phone-numbers",
+        "agents",
+        "credentials",
+        "contacts",
+        "appointments",
+        "calls",
+        "conversations",
+        "messages",
     ] {
         let b = t.call(Method::GET, &format!("/api/v1/{base}"), &owner_b, None).await;
         assert_eq!(b.body["total"], json!(0), "{base} leaked to tenant B: {}", b.text);
         let a = t.call(Method::GET, &format!("/api/v1/{base}"), &owner_a, None).await;
         assert_eq!(a.body["total"], json!(1), "{base} for tenant A: {}", a.text);
         // Naming tenant A explicitly does not help tenant B either.
-        let named = t.call(Method::GET, &format!("/api/v1/{base}?tenant_id={}", f.a), &owner_b, None).await;
+        let named = t
+            .call(
+                Method::GET,
+                &format!("/api/v1/{base}?tenant_id={}", f.a),
+                &owner_b,
+                None,
+            )
+            .await;
         assert_eq!(named.status, StatusCode::NOT_FOUND, "{base}");
     }
     let tenants = t.call(Method::GET, "/api/v1/tenants", &owner_b, None).await;

@@ -1,5 +1,8 @@
-//! Benchmarks and the load tool.
+//! Benchmarks for Switchboard.
 //!
-//! Criterion benches for the per-frame media path and the actor hops, and the
-//! `switchboard-load` tool, arrive with the benches issue (issue 5) once there
-//! is a media path to measure.
+//! # Layout
+//! - `benches/media.rs`: Criterion benches of the per-frame media paths
+//!   (`inbound_frame`, `outbound_frame`, `resample_8k_16k`, `resample_24k_8k`,
+//!   `vad_frame`, `twilio_parse`). Run with `cargo bench -p switchboard-benches`.
+//!
+//! This library itself is empty; the load tool arrives with its own issue.

@@ -28,7 +28,11 @@ pub enum BusError {
     Topic(#[from] TopicError),
     /// A queue, consumer or key-prefix name is malformed.
     #[error("invalid {kind} `{value}`: {reason}")]
-    InvalidName { kind: &'static str, value: String, reason: &'static str },
+    InvalidName {
+        kind: &'static str,
+        value: String,
+        reason: &'static str,
+    },
     /// The job is no longer reserved by the caller: its visibility timeout
     /// expired and it was (or will be) handed to another consumer, or it was
     /// already acked or nacked.
@@ -41,14 +45,21 @@ const MAX_NAME_LEN: usize = 128;
 /// Checks a queue, consumer or key-prefix name. They become parts of Redis key
 /// names, so glob characters, braces (hash tags), separators and whitespace are refused.
 pub(crate) fn validate_name(kind: &'static str, value: &str) -> Result<(), BusError> {
-    let invalid = |reason| BusError::InvalidName { kind, value: value.chars().take(64).collect(), reason };
+    let invalid = |reason| BusError::InvalidName {
+        kind,
+        value: value.chars().take(64).collect(),
+        reason,
+    };
     if value.is_empty() {
         return Err(invalid("must not be empty"));
     }
     if value.len() > MAX_NAME_LEN {
         return Err(invalid("is longer than 128 bytes"));
     }
-    if !value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')) {
+    if !value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    {
         return Err(invalid("may contain only ASCII letters, digits, `_`, `-` and `.`"));
     }
     Ok(())
@@ -62,7 +73,13 @@ mod tests {
     fn names_are_validated() {
         assert!(validate_name("queue", "webhooks.deliver-v2_x").is_ok());
         for bad in ["", "a b", "a:b", "a*", "{a}", "ä", &"x".repeat(129)] {
-            assert!(matches!(validate_name("queue", bad), Err(BusError::InvalidName { kind: "queue", .. })), "{bad}");
+            assert!(
+                matches!(
+                    validate_name("queue", bad),
+                    Err(BusError::InvalidName { kind: "queue", .. })
+                ),
+                "{bad}"
+            );
         }
     }
 

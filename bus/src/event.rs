@@ -74,7 +74,11 @@ pub(crate) struct Hub {
 
 impl Hub {
     pub(crate) fn new(capacity: usize, control: Option<mpsc::UnboundedSender<Control>>) -> Arc<Self> {
-        Arc::new(Self { state: Mutex::new(HubState::default()), capacity: capacity.max(1), control })
+        Arc::new(Self {
+            state: Mutex::new(HubState::default()),
+            capacity: capacity.max(1),
+            control,
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, HubState> {
@@ -108,8 +112,17 @@ impl Hub {
             };
             (entry.tx.subscribe(), entry.state.clone())
         };
-        let subscription = Subscription { rx: Some(rx), lagged: 0, key, hub: Arc::clone(self) };
-        let ready = state.wait_for(|s| *s != SubState::Pending).await.map_err(|_| BusError::Closed)?.clone();
+        let subscription = Subscription {
+            rx: Some(rx),
+            lagged: 0,
+            key,
+            hub: Arc::clone(self),
+        };
+        let ready = state
+            .wait_for(|s| *s != SubState::Pending)
+            .await
+            .map_err(|_| BusError::Closed)?
+            .clone();
         match ready {
             SubState::Failed(reason) => Err(BusError::Protocol(format!("subscribe failed: {reason}"))),
             _ => Ok(subscription),
@@ -119,7 +132,11 @@ impl Hub {
     /// Delivers to exact-topic subscribers. Returns how many subscriptions got it.
     pub(crate) fn dispatch_exact(&self, event: &BusEvent) -> usize {
         let guard = self.lock();
-        guard.exact.get(&event.topic).and_then(|e| e.tx.send(event.clone()).ok()).unwrap_or(0)
+        guard
+            .exact
+            .get(&event.topic)
+            .and_then(|e| e.tx.send(event.clone()).ok())
+            .unwrap_or(0)
     }
 
     /// Delivers to every matching pattern subscriber.
@@ -193,7 +210,10 @@ impl Subscription {
 
 impl std::fmt::Debug for Subscription {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Subscription").field("key", &self.key).field("lagged", &self.lagged).finish()
+        f.debug_struct("Subscription")
+            .field("key", &self.key)
+            .field("lagged", &self.lagged)
+            .finish()
     }
 }
 
@@ -210,7 +230,10 @@ mod tests {
     use super::*;
 
     fn event(topic: &str) -> BusEvent {
-        BusEvent { topic: Topic::parse(topic).expect("topic"), payload: Bytes::from_static(b"{}") }
+        BusEvent {
+            topic: Topic::parse(topic).expect("topic"),
+            payload: Bytes::from_static(b"{}"),
+        }
     }
 
     #[tokio::test]
@@ -233,7 +256,10 @@ mod tests {
         }
         let first = subscribing.await.expect("join").expect("subscribed");
         let second = hub.subscribe(key.clone()).await.expect("second subscribe");
-        assert!(rx.try_recv().is_err(), "the second subscriber shares the backend subscription");
+        assert!(
+            rx.try_recv().is_err(),
+            "the second subscriber shares the backend subscription"
+        );
         drop(first);
         assert!(rx.try_recv().is_err(), "still one subscriber left");
         assert_eq!(hub.dispatch_exact(&event("a.b")), 1);
@@ -260,11 +286,17 @@ mod tests {
     #[tokio::test]
     async fn close_ends_subscriptions() {
         let hub = Hub::new(4, None);
-        let mut sub = hub.subscribe(SubKey::Exact(Topic::parse("a").expect("topic"))).await.expect("subscribe");
+        let mut sub = hub
+            .subscribe(SubKey::Exact(Topic::parse("a").expect("topic")))
+            .await
+            .expect("subscribe");
         hub.dispatch_exact(&event("a"));
         hub.close();
         assert!(sub.recv().await.is_some(), "backlog is still delivered");
         assert!(sub.recv().await.is_none());
-        assert!(matches!(hub.subscribe(SubKey::Exact(Topic::parse("a").expect("t"))).await, Err(BusError::Closed)));
+        assert!(matches!(
+            hub.subscribe(SubKey::Exact(Topic::parse("a").expect("t"))).await,
+            Err(BusError::Closed)
+        ));
     }
 }

@@ -26,8 +26,14 @@ pub struct Job {
 /// Proof of the reservation, checked when the job is acked or nacked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Receipt {
-    Memory { lease: u64 },
-    Redis { entry: String, consumer: String, deliveries: u64 },
+    Memory {
+        lease: u64,
+    },
+    Redis {
+        entry: String,
+        consumer: String,
+        deliveries: u64,
+    },
 }
 
 /// A job that ran out of attempts.
@@ -63,7 +69,11 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { max_attempts: 5, base_backoff: Duration::from_secs(1), max_backoff: Duration::from_secs(300) }
+        Self {
+            max_attempts: 5,
+            base_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+        }
     }
 }
 
@@ -140,16 +150,30 @@ mod tests {
         assert_eq!(p.backoff(2), Duration::from_millis(200));
         assert_eq!(p.backoff(4), Duration::from_millis(800));
         assert_eq!(p.backoff(5), Duration::from_millis(1000));
-        assert_eq!(p.backoff(200), Duration::from_millis(1000), "no overflow on huge attempts");
+        assert_eq!(
+            p.backoff(200),
+            Duration::from_millis(1000),
+            "no overflow on huge attempts"
+        );
         assert_eq!(p.backoff(0), Duration::from_millis(100));
     }
 
     #[test]
     fn queue_overrides_win() {
-        let special = RetryPolicy { max_attempts: 2, ..RetryPolicy::default() };
+        let special = RetryPolicy {
+            max_attempts: 2,
+            ..RetryPolicy::default()
+        };
         let options = BusOptions::default().with_queue_retry("special", special);
         assert_eq!(options.retry_for("special"), special);
         assert_eq!(options.retry_for("other"), RetryPolicy::default());
-        assert_eq!(RetryPolicy { max_attempts: 0, ..special }.max_attempts(), 1);
+        assert_eq!(
+            RetryPolicy {
+                max_attempts: 0,
+                ..special
+            }
+            .max_attempts(),
+            1
+        );
     }
 }

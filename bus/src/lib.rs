@@ -44,6 +44,8 @@ use crate::error::validate_name;
 use crate::memory::MemoryBus;
 use crate::redis::RedisBus;
 
+// One instance per bus, behind an `Arc`: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Backend {
     Memory(MemoryBus),
     Redis(RedisBus),
@@ -57,7 +59,9 @@ pub struct Bus {
 
 impl std::fmt::Debug for Bus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Bus").field("kind", &self.kind()).finish_non_exhaustive()
+        f.debug_struct("Bus")
+            .field("kind", &self.kind())
+            .finish_non_exhaustive()
     }
 }
 
@@ -69,7 +73,9 @@ impl Bus {
 
     /// An in-process bus.
     pub fn in_process_with(options: BusOptions) -> Self {
-        Self { backend: Arc::new(Backend::Memory(MemoryBus::new(options))) }
+        Self {
+            backend: Arc::new(Backend::Memory(MemoryBus::new(options))),
+        }
     }
 
     /// Connects to Redis with default options. Every key and channel starts with `key_prefix:`.
@@ -80,7 +86,9 @@ impl Bus {
     /// Connects to Redis; fails at once if the server cannot be reached.
     pub async fn redis_with(url: &str, key_prefix: &str, options: BusOptions) -> Result<Self, BusError> {
         let bus = RedisBus::connect(url, key_prefix, options).await?;
-        Ok(Self { backend: Arc::new(Backend::Redis(bus)) })
+        Ok(Self {
+            backend: Arc::new(Backend::Redis(bus)),
+        })
     }
 
     /// `"in-process"` or `"redis"`.

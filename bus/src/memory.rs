@@ -68,7 +68,11 @@ impl MemoryBus {
     }
 
     fn ensure_open(&self) -> Result<(), BusError> {
-        if self.closed.load(Ordering::Acquire) { Err(BusError::Closed) } else { Ok(()) }
+        if self.closed.load(Ordering::Acquire) {
+            Err(BusError::Closed)
+        } else {
+            Ok(())
+        }
     }
 
     pub(crate) fn ping(&self) -> Result<(), BusError> {
@@ -85,7 +89,10 @@ impl MemoryBus {
 
     pub(crate) fn publish(&self, topic: &Topic, payload: Bytes) -> Result<(), BusError> {
         self.ensure_open()?;
-        let event = BusEvent { topic: topic.clone(), payload };
+        let event = BusEvent {
+            topic: topic.clone(),
+            payload,
+        };
         self.hub.dispatch_exact(&event);
         self.hub.dispatch_patterns(&event);
         Ok(())
@@ -109,7 +116,11 @@ impl MemoryBus {
         let id = JobId::new();
         let mut queues = self.lock();
         let q = queues.entry(queue.to_owned()).or_default();
-        q.ready.push_back(Stored { id, payload, attempt: 1 });
+        q.ready.push_back(Stored {
+            id,
+            payload,
+            attempt: 1,
+        });
         q.notify.notify_one();
         Ok(id)
     }
@@ -139,7 +150,14 @@ impl MemoryBus {
                         attempt: job.attempt,
                         receipt: Receipt::Memory { lease },
                     };
-                    q.leased.insert(job.id, Lease { job, lease, deadline: now + self.options.visibility_timeout });
+                    q.leased.insert(
+                        job.id,
+                        Lease {
+                            job,
+                            lease,
+                            deadline: now + self.options.visibility_timeout,
+                        },
+                    );
                     return Ok(Some(reserved));
                 }
                 if now >= give_up {
@@ -160,7 +178,12 @@ impl MemoryBus {
 
     /// Moves due retries and expired leases back to ready (or to dead letters).
     fn recover(&self, q: &mut MemQueue, now: Instant, max_attempts: u32) {
-        let expired: Vec<JobId> = q.leased.iter().filter(|(_, l)| l.deadline <= now).map(|(id, _)| *id).collect();
+        let expired: Vec<JobId> = q
+            .leased
+            .iter()
+            .filter(|(_, l)| l.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
         for id in expired {
             let Some(lease) = q.leased.remove(&id) else { continue };
             let mut job = lease.job;
@@ -182,7 +205,12 @@ impl MemoryBus {
     }
 
     fn bury(&self, q: &mut MemQueue, id: JobId, payload: serde_json::Value, attempts: u32, reason: String) {
-        q.dead.push_back(FailedJob { id, payload, attempts, reason });
+        q.dead.push_back(FailedJob {
+            id,
+            payload,
+            attempts,
+            reason,
+        });
         while q.dead.len() > self.options.dead_letter_limit.max(1) {
             q.dead.pop_front();
         }
@@ -227,6 +255,10 @@ impl MemoryBus {
 
     pub(crate) fn failed_jobs(&self, queue: &str) -> Result<Vec<FailedJob>, BusError> {
         self.ensure_open()?;
-        Ok(self.lock().get(queue).map(|q| q.dead.iter().cloned().collect()).unwrap_or_default())
+        Ok(self
+            .lock()
+            .get(queue)
+            .map(|q| q.dead.iter().cloned().collect())
+            .unwrap_or_default())
     }
 }

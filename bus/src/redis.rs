@@ -193,18 +193,30 @@ impl RedisBus {
     }
 
     fn ensure_open(&self) -> Result<(), BusError> {
-        if self.closed.load(Ordering::Acquire) { Err(BusError::Closed) } else { Ok(()) }
+        if self.closed.load(Ordering::Acquire) {
+            Err(BusError::Closed)
+        } else {
+            Ok(())
+        }
     }
 
     /// Maps errors after shutdown to `Closed`, since they come from the torn-down connections.
     fn fail(&self, err: fred::error::Error) -> BusError {
-        if self.closed.load(Ordering::Acquire) { BusError::Closed } else { BusError::Redis(err) }
+        if self.closed.load(Ordering::Acquire) {
+            BusError::Closed
+        } else {
+            BusError::Redis(err)
+        }
     }
 
     fn keys(&self, queue: &str) -> QueueKeys {
         // The hash tag keeps a queue's keys in one cluster slot, as its scripts require.
         let base = format!("{}:q:{{{queue}}}", self.prefix);
-        QueueKeys { stream: format!("{base}:stream"), delayed: format!("{base}:delayed"), dead: format!("{base}:dead") }
+        QueueKeys {
+            stream: format!("{base}:stream"),
+            delayed: format!("{base}:delayed"),
+            dead: format!("{base}:dead"),
+        }
     }
 
     fn channel(&self, name: &str) -> String {
@@ -214,7 +226,11 @@ impl RedisBus {
     pub(crate) async fn ping(&self) -> Result<(), BusError> {
         self.ensure_open()?;
         let reply: String = self.client.ping(None).await.map_err(|e| self.fail(e))?;
-        if reply == "PONG" { Ok(()) } else { Err(BusError::Protocol(format!("PING answered `{reply}`"))) }
+        if reply == "PONG" {
+            Ok(())
+        } else {
+            Err(BusError::Protocol(format!("PING answered `{reply}`")))
+        }
     }
 
     pub(crate) async fn shutdown(&self) {
@@ -263,10 +279,16 @@ impl RedisBus {
     pub(crate) async fn enqueue(&self, queue: &str, payload: serde_json::Value) -> Result<JobId, BusError> {
         self.ensure_open()?;
         let id = JobId::new();
-        let fields: Vec<(&str, String)> =
-            vec![("id", id.to_string()), ("payload", serde_json::to_string(&payload)?), ("attempt", "1".to_owned())];
-        let _entry: String =
-            self.client.xadd(self.keys(queue).stream, false, None, "*", fields).await.map_err(|e| self.fail(e))?;
+        let fields: Vec<(&str, String)> = vec![
+            ("id", id.to_string()),
+            ("payload", serde_json::to_string(&payload)?),
+            ("attempt", "1".to_owned()),
+        ];
+        let _entry: String = self
+            .client
+            .xadd(self.keys(queue).stream, false, None, "*", fields)
+            .await
+            .map_err(|e| self.fail(e))?;
         Ok(id)
     }
 
@@ -275,13 +297,19 @@ impl RedisBus {
             return Ok(());
         }
         // From id 0 so jobs enqueued before the group existed are delivered too.
-        let created: Result<Value, _> = self.client.xgroup_create(self.keys(queue).stream, GROUP, "0", true).await;
+        let created: Result<Value, _> = self
+            .client
+            .xgroup_create(self.keys(queue).stream, GROUP, "0", true)
+            .await;
         match created {
             Ok(_) => {}
             Err(err) if err.details().contains("BUSYGROUP") => {}
             Err(err) => return Err(self.fail(err)),
         }
-        self.groups.lock().unwrap_or_else(|p| p.into_inner()).insert(queue.to_owned());
+        self.groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(queue.to_owned());
         Ok(())
     }
 
@@ -294,7 +322,12 @@ impl RedisBus {
         missing
     }
 
-    pub(crate) async fn reserve(&self, queue: &str, consumer: &str, max_wait: Duration) -> Result<Option<Job>, BusError> {
+    pub(crate) async fn reserve(
+        &self,
+        queue: &str,
+        consumer: &str,
+        max_wait: Duration,
+    ) -> Result<Option<Job>, BusError> {
         validate_name("consumer", consumer)?;
         let give_up = Instant::now() + max_wait;
         loop {
@@ -311,7 +344,10 @@ impl RedisBus {
                 return Ok(None);
             }
             // BLOCK 0 would wait forever, so never ask for less than 1 ms.
-            let block_ms = remaining.min(self.options.poll_interval).as_millis().clamp(1, u64::MAX as u128) as u64;
+            let block_ms = remaining
+                .min(self.options.poll_interval)
+                .as_millis()
+                .clamp(1, u64::MAX as u128) as u64;
             match self.blocking_read(queue, consumer, block_ms).await {
                 Ok(Some(job)) => return Ok(Some(job)),
                 Ok(None) => {}
@@ -340,10 +376,13 @@ impl RedisBus {
             .map_err(|e| self.fail(e))?;
         match reply.as_slice() {
             [] => Ok(None),
-            [entry, id, payload, attempt, deliveries] => {
-                Ok(Some(self.job(queue, consumer, entry, id, payload, attempt, deliveries)?))
-            }
-            other => Err(BusError::Protocol(format!("reserve script returned {} fields", other.len()))),
+            [entry, id, payload, attempt, deliveries] => Ok(Some(
+                self.job(queue, consumer, entry, id, payload, attempt, deliveries)?,
+            )),
+            other => Err(BusError::Protocol(format!(
+                "reserve script returned {} fields",
+                other.len()
+            ))),
         }
     }
 
@@ -361,7 +400,15 @@ impl RedisBus {
     async fn blocking_read(&self, queue: &str, consumer: &str, block_ms: u64) -> Result<Option<Job>, BusError> {
         let reader = self.reader(consumer).await?;
         let reply: Value = reader
-            .xreadgroup(GROUP, consumer, Some(1), Some(block_ms), false, self.keys(queue).stream, ">")
+            .xreadgroup(
+                GROUP,
+                consumer,
+                Some(1),
+                Some(block_ms),
+                false,
+                self.keys(queue).stream,
+                ">",
+            )
             .await
             .map_err(|e| self.fail(e))?;
         let Some((entry, fields)) = first_entry(reply)? else {
@@ -374,7 +421,15 @@ impl RedisBus {
                 .map(|kv| kv[1].as_str())
                 .ok_or_else(|| BusError::Protocol(format!("stream entry {entry} has no `{name}` field")))
         };
-        Ok(Some(self.job(queue, consumer, &entry, field("id")?, field("payload")?, field("attempt")?, "1")?))
+        Ok(Some(self.job(
+            queue,
+            consumer,
+            &entry,
+            field("id")?,
+            field("payload")?,
+            field("attempt")?,
+            "1",
+        )?))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -404,7 +459,12 @@ impl RedisBus {
 
     async fn settle(&self, job: &Job, mode: &str, record: String, backoff: Duration) -> Result<(), BusError> {
         self.ensure_open()?;
-        let Receipt::Redis { entry, consumer, deliveries } = &job.receipt else {
+        let Receipt::Redis {
+            entry,
+            consumer,
+            deliveries,
+        } = &job.receipt
+        else {
             return Err(BusError::LeaseLost { job: job.id });
         };
         let keys = self.keys(&job.queue);
@@ -423,7 +483,11 @@ impl RedisBus {
             .evalsha_with_reload(&self.client, vec![keys.stream, keys.delayed, keys.dead], args)
             .await
             .map_err(|e| self.fail(e))?;
-        if settled == 1 { Ok(()) } else { Err(BusError::LeaseLost { job: job.id }) }
+        if settled == 1 {
+            Ok(())
+        } else {
+            Err(BusError::LeaseLost { job: job.id })
+        }
     }
 
     pub(crate) async fn ack(&self, job: &Job) -> Result<(), BusError> {
@@ -434,20 +498,34 @@ impl RedisBus {
         let policy = self.options.retry_for(&job.queue);
         let payload = serde_json::to_string(&job.payload)?;
         if job.attempt >= policy.max_attempts() {
-            let record = DeadRecord { id: job.id, payload, attempts: job.attempt, reason: reason.to_owned() };
-            self.settle(job, "bury", serde_json::to_string(&record)?, Duration::ZERO).await?;
+            let record = DeadRecord {
+                id: job.id,
+                payload,
+                attempts: job.attempt,
+                reason: reason.to_owned(),
+            };
+            self.settle(job, "bury", serde_json::to_string(&record)?, Duration::ZERO)
+                .await?;
             return Ok(NackOutcome::DeadLettered);
         }
         let delay = policy.backoff(job.attempt);
         let attempt = job.attempt + 1;
-        let member = serde_json::to_string(&DelayedMember { id: job.id, payload: &payload, attempt })?;
+        let member = serde_json::to_string(&DelayedMember {
+            id: job.id,
+            payload: &payload,
+            attempt,
+        })?;
         self.settle(job, "retry", member, delay).await?;
         Ok(NackOutcome::Retry { attempt, delay })
     }
 
     pub(crate) async fn failed_jobs(&self, queue: &str) -> Result<Vec<FailedJob>, BusError> {
         self.ensure_open()?;
-        let records: Vec<String> = self.client.lrange(self.keys(queue).dead, 0, -1).await.map_err(|e| self.fail(e))?;
+        let records: Vec<String> = self
+            .client
+            .lrange(self.keys(queue).dead, 0, -1)
+            .await
+            .map_err(|e| self.fail(e))?;
         records
             .iter()
             .map(|raw| {
@@ -479,12 +557,21 @@ fn first_entry(reply: Value) -> Result<Option<(String, Vec<String>)>, BusError> 
         [] => return Ok(None),
         _ => return Err(malformed()),
     };
-    let Value::Array(entries) = entries else { return Err(malformed()) };
-    let Some(Value::Array(entry)) = entries.into_iter().next() else { return Ok(None) };
+    let Value::Array(entries) = entries else {
+        return Err(malformed());
+    };
+    let Some(Value::Array(entry)) = entries.into_iter().next() else {
+        return Ok(None);
+    };
     let [id, fields] = <[Value; 2]>::try_from(entry).map_err(|_| malformed())?;
     let id = id.as_string().ok_or_else(malformed)?;
-    let Value::Array(fields) = fields else { return Err(malformed()) };
-    let fields = fields.iter().map(|f| f.as_string().ok_or_else(malformed)).collect::<Result<Vec<_>, _>>()?;
+    let Value::Array(fields) = fields else {
+        return Err(malformed());
+    };
+    let fields = fields
+        .iter()
+        .map(|f| f.as_string().ok_or_else(malformed))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Some((id, fields)))
 }
 
@@ -500,13 +587,21 @@ async fn dispatch_loop(mut messages: broadcast::Receiver<Message>, hub: Arc<Hub>
             }
             Err(broadcast::error::RecvError::Closed) => break,
         };
-        let Some(topic) = message.channel.strip_prefix(channel_prefix.as_str()).and_then(|t| Topic::parse(t).ok())
+        let Some(topic) = message
+            .channel
+            .strip_prefix(channel_prefix.as_str())
+            .and_then(|t| Topic::parse(t).ok())
         else {
             continue;
         };
         let Some(raw) = message.value.as_bytes() else { continue };
-        let Some((id, payload)) = raw.split_first_chunk::<ENVELOPE_ID_LEN>() else { continue };
-        let event = BusEvent { topic, payload: Bytes::copy_from_slice(payload) };
+        let Some((id, payload)) = raw.split_first_chunk::<ENVELOPE_ID_LEN>() else {
+            continue;
+        };
+        let event = BusEvent {
+            topic,
+            payload: Bytes::copy_from_slice(payload),
+        };
         match message.kind {
             MessageKind::Message => {
                 hub.dispatch_exact(&event);
@@ -532,10 +627,17 @@ async fn control_loop(mut control: mpsc::UnboundedReceiver<Control>, subscriber:
     while let Some(command) = control.recv().await {
         match command {
             Control::Subscribe(key, state) => {
-                let result = match &key {
+                let mut result = match &key {
                     SubKey::Exact(topic) => subscriber.subscribe(format!("{prefix}{topic}")).await,
                     SubKey::Pattern(pattern) => subscriber.psubscribe(format!("{prefix}{pattern}")).await,
                 };
+                // fred resolves (P)SUBSCRIBE once it is written and drops Redis's
+                // confirmation, so an event published right after could still be
+                // missed. A PING on the same connection is answered only after
+                // Redis has processed the subscribe: wait for it.
+                if result.is_ok() {
+                    result = subscriber.ping::<Value>(None).await.map(drop);
+                }
                 state.send_replace(match result {
                     Ok(()) => SubState::Ready,
                     Err(err) => SubState::Failed(err.to_string()),
@@ -551,5 +653,32 @@ async fn control_loop(mut control: mpsc::UnboundedReceiver<Control>, subscriber:
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &str) -> Value {
+        Value::String(v.into())
+    }
+
+    #[test]
+    fn parses_xreadgroup_replies() {
+        let entry = Value::Array(vec![
+            s("1-0"),
+            Value::Array(vec![s("id"), s("x"), s("attempt"), s("2")]),
+        ]);
+        let nested = Value::Array(vec![Value::Array(vec![s("k"), Value::Array(vec![entry.clone()])])]);
+        let expected = Some((
+            "1-0".to_owned(),
+            vec!["id".to_owned(), "x".into(), "attempt".into(), "2".into()],
+        ));
+        assert_eq!(first_entry(nested).expect("nested"), expected);
+        let flattened = Value::Array(vec![s("k"), Value::Array(vec![entry])]);
+        assert_eq!(first_entry(flattened).expect("flattened"), expected);
+        assert_eq!(first_entry(Value::Null).expect("timeout"), None);
+        assert!(matches!(first_entry(Value::Integer(1)), Err(BusError::Protocol(_))));
     }
 }

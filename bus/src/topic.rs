@@ -23,7 +23,10 @@ pub struct TopicError {
 }
 
 fn check(value: &str, allow_wildcard: bool) -> Result<(), TopicError> {
-    let invalid = |reason| TopicError { value: value.chars().take(64).collect(), reason };
+    let invalid = |reason| TopicError {
+        value: value.chars().take(64).collect(),
+        reason,
+    };
     if value.is_empty() {
         return Err(invalid("must not be empty"));
     }
@@ -40,7 +43,10 @@ fn check(value: &str, allow_wildcard: bool) -> Result<(), TopicError> {
             }
             continue;
         }
-        if !segment.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        if !segment
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
             return Err(invalid("segments may contain only ASCII letters, digits, `_` and `-`"));
         }
     }
@@ -204,7 +210,18 @@ mod tests {
     #[test]
     fn topics_are_validated() {
         assert!(Topic::parse("tenant.abc-1.call.x_y").is_ok());
-        for bad in ["", "a..b", ".a", "a.", "a.*", "a b", "a:b", "a?", "a[b]", &"a".repeat(257)] {
+        for bad in [
+            "",
+            "a..b",
+            ".a",
+            "a.",
+            "a.*",
+            "a b",
+            "a:b",
+            "a?",
+            "a[b]",
+            &"a".repeat(257),
+        ] {
             assert!(Topic::parse(bad).is_err(), "{bad:?} should be refused");
         }
         assert!(TopicPattern::parse("tenant.*.call.*").is_ok());

@@ -40,7 +40,10 @@ struct Harness {
 
 impl Harness {
     fn in_process(options: BusOptions) -> Self {
-        Self { bus: Bus::in_process_with(options), prefix: None }
+        Self {
+            bus: Bus::in_process_with(options),
+            prefix: None,
+        }
     }
 
     async fn redis(options: BusOptions) -> Self {
@@ -48,13 +51,18 @@ impl Harness {
         let bus = Bus::redis_with(&redis_url(), &prefix, options)
             .await
             .unwrap_or_else(|err| panic!("Redis must be reachable (SWITCHBOARD_TEST_REDIS_URL): {err}"));
-        Self { bus, prefix: Some(prefix) }
+        Self {
+            bus,
+            prefix: Some(prefix),
+        }
     }
 
     /// Another node on the same backend (Redis: same prefix; in-process: same bus).
     async fn peer(&self, options: BusOptions) -> Bus {
         match &self.prefix {
-            Some(prefix) => Bus::redis_with(&redis_url(), prefix, options).await.expect("peer connects"),
+            Some(prefix) => Bus::redis_with(&redis_url(), prefix, options)
+                .await
+                .expect("peer connects"),
             None => self.bus.clone(),
         }
     }
@@ -65,8 +73,10 @@ impl Harness {
             // Best effort: a leftover random prefix harms nobody.
             let client = Client::new(Config::from_url(&redis_url()).expect("url"), None, None, None);
             if client.init().await.is_ok() {
-                let keys: Vec<String> =
-                    client.custom(fred::cmd!("KEYS"), vec![format!("{prefix}:*")]).await.unwrap_or_default();
+                let keys: Vec<String> = client
+                    .custom(fred::cmd!("KEYS"), vec![format!("{prefix}:*")])
+                    .await
+                    .unwrap_or_default();
                 if !keys.is_empty() {
                     let _: Result<i64, _> = client.del(keys).await;
                 }
@@ -77,7 +87,9 @@ impl Harness {
 }
 
 async fn bounded<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(HANG, fut).await.unwrap_or_else(|_| panic!("{what} hung"))
+    tokio::time::timeout(HANG, fut)
+        .await
+        .unwrap_or_else(|_| panic!("{what} hung"))
 }
 
 async fn recv_json(sub: &mut switchboard_bus::Subscription) -> (Topic, serde_json::Value) {
@@ -107,29 +119,60 @@ async fn publish_subscribe_isolates_topics(h: &Harness) {
 async fn pattern_subscriptions(h: &Harness) {
     let (t1, t2) = (TenantId::new(), TenantId::new());
     let (c1, c3, c4) = (CallId::new(), CallId::new(), CallId::new());
-    let mut calls = h.bus.psubscribe(&TopicPattern::tenant_calls(t1)).await.expect("psubscribe calls");
-    let mut tenant = h.bus.psubscribe(&TopicPattern::tenant(t1)).await.expect("psubscribe tenant");
+    let mut calls = h
+        .bus
+        .psubscribe(&TopicPattern::tenant_calls(t1))
+        .await
+        .expect("psubscribe calls");
+    let mut tenant = h
+        .bus
+        .psubscribe(&TopicPattern::tenant(t1))
+        .await
+        .expect("psubscribe tenant");
     let mut exact = h.bus.subscribe(&Topic::call(t1, c1)).await.expect("subscribe exact");
 
     let conversation = Topic::conversation(t1, ConversationId::new());
-    h.bus.publish_json(&Topic::call(t1, c1), &json!(1)).await.expect("publish");
+    h.bus
+        .publish_json(&Topic::call(t1, c1), &json!(1))
+        .await
+        .expect("publish");
     h.bus.publish_json(&conversation, &json!(2)).await.expect("publish");
-    h.bus.publish_json(&Topic::call(t2, CallId::new()), &json!(3)).await.expect("publish");
-    h.bus.publish_json(&Topic::call(t1, c3), &json!(4)).await.expect("publish");
-    h.bus.publish_json(&Topic::call(t1, c4), &json!(5)).await.expect("publish");
-    h.bus.publish_json(&Topic::call(t1, c1), &json!(6)).await.expect("publish");
+    h.bus
+        .publish_json(&Topic::call(t2, CallId::new()), &json!(3))
+        .await
+        .expect("publish");
+    h.bus
+        .publish_json(&Topic::call(t1, c3), &json!(4))
+        .await
+        .expect("publish");
+    h.bus
+        .publish_json(&Topic::call(t1, c4), &json!(5))
+        .await
+        .expect("publish");
+    h.bus
+        .publish_json(&Topic::call(t1, c1), &json!(6))
+        .await
+        .expect("publish");
 
     let (topic, value) = recv_json(&mut calls).await;
     assert_eq!((topic.call_parts(), value), (Some((t1, c1)), json!(1)));
-    assert_eq!(recv_json(&mut calls).await.1, json!(4), "conversation and other tenant are filtered out");
+    assert_eq!(
+        recv_json(&mut calls).await.1,
+        json!(4),
+        "conversation and other tenant are filtered out"
+    );
     assert_eq!(recv_json(&mut calls).await.1, json!(5));
     assert_eq!(recv_json(&mut calls).await.1, json!(6));
 
     // Overlapping patterns and an exact subscription each see every event exactly once.
-    let seen: Vec<_> = [recv_json(&mut tenant).await, recv_json(&mut tenant).await, recv_json(&mut tenant).await]
-        .into_iter()
-        .map(|(_, v)| v)
-        .collect();
+    let seen: Vec<_> = [
+        recv_json(&mut tenant).await,
+        recv_json(&mut tenant).await,
+        recv_json(&mut tenant).await,
+    ]
+    .into_iter()
+    .map(|(_, v)| v)
+    .collect();
     assert_eq!(seen, vec![json!(1), json!(2), json!(4)]);
     assert_eq!(recv_json(&mut tenant).await.1, json!(5));
     assert_eq!(recv_json(&mut tenant).await.1, json!(6));
@@ -149,7 +192,11 @@ async fn multiple_subscribers(h: &Harness) {
     }
     drop(first);
     h.bus.publish_json(&t, &json!("two")).await.expect("publish");
-    assert_eq!(recv_json(&mut second).await.1, json!("two"), "dropping one subscriber keeps the others");
+    assert_eq!(
+        recv_json(&mut second).await.1,
+        json!("two"),
+        "dropping one subscriber keeps the others"
+    );
     assert_eq!(recv_json(&mut on_peer).await.1, json!("two"));
     drop(second);
     // The last local subscriber is gone; a new one must still work (re-subscribe path).
@@ -171,7 +218,10 @@ async fn slow_subscriber_does_not_block_publisher(h: &Harness) {
         for i in 0..TOTAL {
             h.bus.publish_json(&t, &json!(i)).await.expect("publish");
         }
-        h.bus.publish_json(&marker, &json!("done")).await.expect("publish marker");
+        h.bus
+            .publish_json(&marker, &json!("done"))
+            .await
+            .expect("publish marker");
     })
     .await;
     // Events reach subscribers in publish order, so after the marker every event was dispatched.
@@ -185,19 +235,48 @@ async fn slow_subscriber_does_not_block_publisher(h: &Harness) {
         }
     }
     assert!(slow.lagged() > 0, "a full subscriber must lose events, not block");
-    assert_eq!(received.len() as u64 + slow.lagged(), TOTAL, "every event is either received or counted as lost");
-    assert!(received.windows(2).all(|w| w[0] < w[1]), "the newest events are kept, in order: {received:?}");
+    assert_eq!(
+        received.len() as u64 + slow.lagged(),
+        TOTAL,
+        "every event is either received or counted as lost"
+    );
+    assert!(
+        received.windows(2).all(|w| w[0] < w[1]),
+        "the newest events are kept, in order: {received:?}"
+    );
 }
 
 async fn enqueue_reserve_ack(h: &Harness) {
     let id = h.bus.enqueue("mail", json!({"to": "a@b.c"})).await.expect("enqueue");
-    let job = h.bus.reserve("mail", "w1", LONG_WAIT).await.expect("reserve").expect("a job");
+    let job = h
+        .bus
+        .reserve("mail", "w1", LONG_WAIT)
+        .await
+        .expect("reserve")
+        .expect("a job");
     assert_eq!((job.id, job.queue.as_str(), job.attempt), (id, "mail", 1));
     assert_eq!(job.payload, json!({"to": "a@b.c"}));
     h.bus.ack(&job).await.expect("ack");
-    assert!(matches!(h.bus.ack(&job).await, Err(BusError::LeaseLost { job }) if job == id), "double ack is refused");
-    assert!(h.bus.reserve("mail", "w1", SHORT_WAIT).await.expect("reserve").is_none(), "acked jobs are gone");
-    assert!(h.bus.reserve("other", "w1", SHORT_WAIT).await.expect("reserve").is_none(), "queues are separate");
+    assert!(
+        matches!(h.bus.ack(&job).await, Err(BusError::LeaseLost { job }) if job == id),
+        "double ack is refused"
+    );
+    assert!(
+        h.bus
+            .reserve("mail", "w1", SHORT_WAIT)
+            .await
+            .expect("reserve")
+            .is_none(),
+        "acked jobs are gone"
+    );
+    assert!(
+        h.bus
+            .reserve("other", "w1", SHORT_WAIT)
+            .await
+            .expect("reserve")
+            .is_none(),
+        "queues are separate"
+    );
     assert!(h.bus.failed_jobs("mail").await.expect("failed").is_empty());
 
     // A waiting consumer wakes up for a job enqueued while it waits.
@@ -207,54 +286,128 @@ async fn enqueue_reserve_ack(h: &Harness) {
     });
     tokio::task::yield_now().await;
     let late = h.bus.enqueue("mail", json!("late")).await.expect("enqueue");
-    let job = bounded("waiting reserve", waiting).await.expect("join").expect("reserve").expect("job");
+    let job = bounded("waiting reserve", waiting)
+        .await
+        .expect("join")
+        .expect("reserve")
+        .expect("job");
     assert_eq!(job.id, late);
     h.bus.ack(&job).await.expect("ack");
 }
 
 async fn nack_retries_then_dead_letters(h: &Harness) {
     let id = h.bus.enqueue("hooks", json!({"n": 1})).await.expect("enqueue");
-    let job = h.bus.reserve("hooks", "w", LONG_WAIT).await.expect("reserve").expect("job");
+    let job = h
+        .bus
+        .reserve("hooks", "w", LONG_WAIT)
+        .await
+        .expect("reserve")
+        .expect("job");
     assert_eq!(job.attempt, 1);
     let outcome = h.bus.nack(&job, "boom 1").await.expect("nack");
-    assert_eq!(outcome, NackOutcome::Retry { attempt: 2, delay: Duration::from_millis(10) });
-    assert!(matches!(h.bus.ack(&job).await, Err(BusError::LeaseLost { .. })), "a nacked lease is settled");
+    assert_eq!(
+        outcome,
+        NackOutcome::Retry {
+            attempt: 2,
+            delay: Duration::from_millis(10)
+        }
+    );
+    assert!(
+        matches!(h.bus.ack(&job).await, Err(BusError::LeaseLost { .. })),
+        "a nacked lease is settled"
+    );
 
-    let job = h.bus.reserve("hooks", "w", LONG_WAIT).await.expect("reserve").expect("retried job");
+    let job = h
+        .bus
+        .reserve("hooks", "w", LONG_WAIT)
+        .await
+        .expect("reserve")
+        .expect("retried job");
     assert_eq!((job.id, job.attempt, &job.payload), (id, 2, &json!({"n": 1})));
     let outcome = h.bus.nack(&job, "boom 2").await.expect("nack");
-    assert_eq!(outcome, NackOutcome::Retry { attempt: 3, delay: Duration::from_millis(20) });
+    assert_eq!(
+        outcome,
+        NackOutcome::Retry {
+            attempt: 3,
+            delay: Duration::from_millis(20)
+        }
+    );
 
-    let job = h.bus.reserve("hooks", "w", LONG_WAIT).await.expect("reserve").expect("retried job");
+    let job = h
+        .bus
+        .reserve("hooks", "w", LONG_WAIT)
+        .await
+        .expect("reserve")
+        .expect("retried job");
     assert_eq!((job.id, job.attempt), (id, 3));
-    assert_eq!(h.bus.nack(&job, "final failure").await.expect("nack"), NackOutcome::DeadLettered);
+    assert_eq!(
+        h.bus.nack(&job, "final failure").await.expect("nack"),
+        NackOutcome::DeadLettered
+    );
 
-    assert!(h.bus.reserve("hooks", "w", SHORT_WAIT).await.expect("reserve").is_none(), "dead jobs are not retried");
+    assert!(
+        h.bus
+            .reserve("hooks", "w", SHORT_WAIT)
+            .await
+            .expect("reserve")
+            .is_none(),
+        "dead jobs are not retried"
+    );
     let failed = h.bus.failed_jobs("hooks").await.expect("failed jobs");
     assert_eq!(failed.len(), 1);
-    assert_eq!((failed[0].id, failed[0].attempts, failed[0].reason.as_str()), (id, 3, "final failure"));
+    assert_eq!(
+        (failed[0].id, failed[0].attempts, failed[0].reason.as_str()),
+        (id, 3, "final failure")
+    );
     assert_eq!(failed[0].payload, json!({"n": 1}));
 }
 
 async fn per_queue_retry_policy(h: &Harness) {
     let id = h.bus.enqueue("once", json!(null)).await.expect("enqueue");
-    let job = h.bus.reserve("once", "w", LONG_WAIT).await.expect("reserve").expect("job");
-    assert_eq!(h.bus.nack(&job, "no retries here").await.expect("nack"), NackOutcome::DeadLettered);
+    let job = h
+        .bus
+        .reserve("once", "w", LONG_WAIT)
+        .await
+        .expect("reserve")
+        .expect("job");
+    assert_eq!(
+        h.bus.nack(&job, "no retries here").await.expect("nack"),
+        NackOutcome::DeadLettered
+    );
     assert_eq!(h.bus.failed_jobs("once").await.expect("failed")[0].id, id);
 }
 
 async fn visibility_timeout_redelivers(h: &Harness) {
     let id = h.bus.enqueue("slow", json!("work")).await.expect("enqueue");
-    let first = h.bus.reserve("slow", "c1", LONG_WAIT).await.expect("reserve").expect("job");
+    let first = h
+        .bus
+        .reserve("slow", "c1", LONG_WAIT)
+        .await
+        .expect("reserve")
+        .expect("job");
     assert_eq!(first.attempt, 1);
     // c1 neither acks nor nacks: after the visibility timeout another consumer gets it.
-    let second = h.bus.reserve("slow", "c2", LONG_WAIT).await.expect("reserve").expect("redelivered job");
+    let second = h
+        .bus
+        .reserve("slow", "c2", LONG_WAIT)
+        .await
+        .expect("reserve")
+        .expect("redelivered job");
     assert_eq!((second.id, second.attempt, &second.payload), (id, 2, &json!("work")));
-    assert!(matches!(h.bus.ack(&first).await, Err(BusError::LeaseLost { .. })), "the expired lease cannot ack");
+    assert!(
+        matches!(h.bus.ack(&first).await, Err(BusError::LeaseLost { .. })),
+        "the expired lease cannot ack"
+    );
 
     // Letting the last allowed attempt expire buries the job.
     let buried_wait = Duration::from_millis(400);
-    assert!(h.bus.reserve("slow", "c3", buried_wait).await.expect("reserve").is_none());
+    assert!(
+        h.bus
+            .reserve("slow", "c3", buried_wait)
+            .await
+            .expect("reserve")
+            .is_none()
+    );
     let failed = h.bus.failed_jobs("slow").await.expect("failed");
     assert_eq!(failed.len(), 1);
     assert_eq!((failed[0].id, failed[0].attempts), (id, 2));
@@ -274,8 +427,10 @@ async fn consumers_never_share_a_job(h: &Harness) {
             let bus = if w % 2 == 0 { h.bus.clone() } else { peer.clone() };
             tokio::spawn(async move {
                 let mut got = Vec::new();
-                while let Some(job) =
-                    bus.reserve("fanout", &format!("worker-{w}"), Duration::from_millis(300)).await.expect("reserve")
+                while let Some(job) = bus
+                    .reserve("fanout", &format!("worker-{w}"), Duration::from_millis(300))
+                    .await
+                    .expect("reserve")
                 {
                     assert_eq!(job.attempt, 1, "no job is redelivered");
                     got.push(job.id);
@@ -304,12 +459,18 @@ async fn ping_kind_and_shutdown(h: &Harness, kind: &str) {
     assert!(bounded("recv after shutdown", sub.recv()).await.is_none());
     assert!(matches!(h.bus.ping().await, Err(BusError::Closed)));
     assert!(matches!(h.bus.enqueue("q", json!(1)).await, Err(BusError::Closed)));
-    assert!(matches!(h.bus.publish(&topic("x"), &b"1"[..]).await, Err(BusError::Closed)));
+    assert!(matches!(
+        h.bus.publish(&topic("x"), &b"1"[..]).await,
+        Err(BusError::Closed)
+    ));
     assert!(matches!(h.bus.subscribe(&topic("x")).await, Err(BusError::Closed)));
 }
 
 async fn names_are_validated(h: &Harness) {
-    assert!(matches!(h.bus.enqueue("bad queue", json!(1)).await, Err(BusError::InvalidName { kind: "queue", .. })));
+    assert!(matches!(
+        h.bus.enqueue("bad queue", json!(1)).await,
+        Err(BusError::InvalidName { kind: "queue", .. })
+    ));
     assert!(matches!(
         h.bus.reserve("q", "bad:consumer", SHORT_WAIT).await,
         Err(BusError::InvalidName { kind: "consumer", .. })
@@ -348,7 +509,11 @@ macro_rules! suite {
 
             #[tokio::test]
             async fn slow_subscriber_does_not_block_publisher() {
-                let h = harness(BusOptions { event_capacity: 4, ..fast_options() }).await;
+                let h = harness(BusOptions {
+                    event_capacity: 4,
+                    ..fast_options()
+                })
+                .await;
                 super::slow_subscriber_does_not_block_publisher(&h).await;
                 h.finish().await;
             }
@@ -369,7 +534,10 @@ macro_rules! suite {
 
             #[tokio::test]
             async fn per_queue_retry_policy() {
-                let once = RetryPolicy { max_attempts: 1, ..fast_options().retry };
+                let once = RetryPolicy {
+                    max_attempts: 1,
+                    ..fast_options().retry
+                };
                 let h = harness(fast_options().with_queue_retry("once", once)).await;
                 super::per_queue_retry_policy(&h).await;
                 h.finish().await;
@@ -379,7 +547,10 @@ macro_rules! suite {
             async fn visibility_timeout_redelivers() {
                 let options = BusOptions {
                     visibility_timeout: Duration::from_millis(50),
-                    retry: RetryPolicy { max_attempts: 2, ..fast_options().retry },
+                    retry: RetryPolicy {
+                        max_attempts: 2,
+                        ..fast_options().retry
+                    },
                     ..fast_options()
                 };
                 let h = harness(options).await;

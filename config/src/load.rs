@@ -40,7 +40,11 @@ pub struct ConfigSource {
 impl ConfigSource {
     /// The process environment plus the given `--config` path and CLI overrides.
     pub fn from_process(file: Option<PathBuf>, overrides: Vec<(String, String)>) -> Self {
-        Self { file, env: std::env::vars().collect(), overrides }
+        Self {
+            file,
+            env: std::env::vars().collect(),
+            overrides,
+        }
     }
 }
 
@@ -100,7 +104,11 @@ impl ConfigErrors {
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0.len();
-        write!(f, "invalid configuration ({n} problem{}):", if n == 1 { "" } else { "s" })?;
+        write!(
+            f,
+            "invalid configuration ({n} problem{}):",
+            if n == 1 { "" } else { "s" }
+        )?;
         for e in &self.0 {
             write!(f, "\n  {e}")?;
         }
@@ -149,11 +157,19 @@ struct KeySpec {
 }
 
 const fn spec(key: &'static str, set: Setter) -> KeySpec {
-    KeySpec { key, sensitive: false, set }
+    KeySpec {
+        key,
+        sensitive: false,
+        set,
+    }
 }
 
 const fn secret(key: &'static str, set: Setter) -> KeySpec {
-    KeySpec { key, sensitive: true, set }
+    KeySpec {
+        key,
+        sensitive: true,
+        set,
+    }
 }
 
 /// Every key the loader accepts. Adding a field to [`Settings`] means adding it here.
@@ -275,6 +291,10 @@ pub fn known_keys() -> impl Iterator<Item = &'static str> {
     KEYS.iter().map(|k| k.key)
 }
 
+fn is_known(key: &str) -> bool {
+    KEYS.iter().any(|k| k.key == key)
+}
+
 /// True when the key's value must never be echoed (secrets, URLs with passwords).
 pub fn is_sensitive(key: &str) -> bool {
     KEYS.iter().any(|k| k.key == key && k.sensitive)
@@ -295,18 +315,44 @@ impl Settings {
             entries.extend(file_entries(&path, &mut errors));
         }
         entries.extend(env_entries(&source.env));
-        entries.extend(source.overrides.iter().map(|(k, v)| (k.trim().to_owned(), Raw::Str(v.clone()), Layer::CommandLine)));
+        entries.extend(
+            source
+                .overrides
+                .iter()
+                .map(|(k, v)| (k.trim().to_owned(), Raw::Str(v.clone()), Layer::CommandLine)),
+        );
 
         for (key, raw, layer) in entries {
             apply(&mut settings, &key, &raw, layer, &mut errors);
         }
-        if errors.is_empty() { Ok(settings) } else { Err(ConfigErrors(errors)) }
+        if errors.is_empty() {
+            Ok(settings)
+        } else {
+            Err(ConfigErrors(errors))
+        }
     }
 
     /// The settings as TOML with every secret shown as `[REDACTED]`, for
     /// `switchboard config`. Unset secrets are listed as comments.
     pub fn redacted_toml(&self) -> Result<String, RenderError> {
-        let mut out = toml::to_string_pretty(self).map_err(|e| RenderError(e.to_string()))?;
+        let mut table = toml::Table::try_from(self).map_err(|e| RenderError(e.to_string()))?;
+        // Durations serialize under their field name (`grace_period`); print the
+        // key the loader reads (`grace_period_secs`) so the output is a valid config file.
+        for (section, value) in table.iter_mut() {
+            if let toml::Value::Table(keys) = value {
+                let renames: Vec<String> = keys
+                    .keys()
+                    .filter(|k| !is_known(&format!("{section}.{k}")) && is_known(&format!("{section}.{k}_secs")))
+                    .cloned()
+                    .collect();
+                for key in renames {
+                    if let Some(v) = keys.remove(&key) {
+                        keys.insert(format!("{key}_secs"), v);
+                    }
+                }
+            }
+        }
+        let mut out = toml::to_string_pretty(&table).map_err(|e| RenderError(e.to_string()))?;
         let secrets_dir = self.storage.data_dir.join("secrets");
         if self.security.encryption_key.is_none() {
             out.push_str(&format!(
@@ -326,7 +372,11 @@ impl Settings {
 
 fn apply(settings: &mut Settings, key: &str, raw: &Raw, layer: Layer, errors: &mut Vec<ConfigError>) {
     let Some(spec) = KEYS.iter().find(|k| k.key == key) else {
-        errors.push(ConfigError { key: key.to_owned(), source_layer: layer, reason: unknown_key_reason(key) });
+        errors.push(ConfigError {
+            key: key.to_owned(),
+            source_layer: layer,
+            reason: unknown_key_reason(key),
+        });
         return;
     };
     if let Err(reason) = (spec.set)(settings, raw) {
@@ -340,14 +390,21 @@ fn apply(settings: &mut Settings, key: &str, raw: &Raw, layer: Layer, errors: &m
                 Raw::Other(_) => reason,
             }
         };
-        errors.push(ConfigError { key: key.to_owned(), source_layer: layer, reason });
+        errors.push(ConfigError {
+            key: key.to_owned(),
+            source_layer: layer,
+            reason,
+        });
     }
 }
 
 fn unknown_key_reason(key: &str) -> String {
     let section = key.split('.').next().unwrap_or_default();
-    let in_section: Vec<&str> =
-        KEYS.iter().filter(|k| k.key.split('.').next() == Some(section)).map(|k| k.key).collect();
+    let in_section: Vec<&str> = KEYS
+        .iter()
+        .filter(|k| k.key.split('.').next() == Some(section))
+        .map(|k| k.key)
+        .collect();
     if in_section.is_empty() {
         "unknown key (sections are http, database, redis, storage, security, limits, shutdown, log)".to_owned()
     } else {
@@ -357,7 +414,11 @@ fn unknown_key_reason(key: &str) -> String {
 
 fn shorten(s: &str) -> String {
     const MAX: usize = 64;
-    if s.chars().count() > MAX { format!("{}…", s.chars().take(MAX).collect::<String>()) } else { s.to_owned() }
+    if s.chars().count() > MAX {
+        format!("{}…", s.chars().take(MAX).collect::<String>())
+    } else {
+        s.to_owned()
+    }
 }
 
 /// The file to read: `--config`, else `SWITCHBOARD_CONFIG`, else `./switchboard.toml` if present.
@@ -394,7 +455,11 @@ fn file_entries(path: &Path, errors: &mut Vec<ConfigError>) -> Vec<(String, Raw,
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) => {
-            errors.push(ConfigError { key: String::new(), source_layer: layer, reason: format!("cannot read: {e}") });
+            errors.push(ConfigError {
+                key: String::new(),
+                source_layer: layer,
+                reason: format!("cannot read: {e}"),
+            });
             return Vec::new();
         }
     };
@@ -402,7 +467,10 @@ fn file_entries(path: &Path, errors: &mut Vec<ConfigError>) -> Vec<(String, Raw,
         Ok(table) => table,
         Err(e) => {
             // Only the message and position: the snippet toml would print may hold a secret.
-            let at = e.span().map(|span| line_col(&text, span.start)).map(|(l, c)| format!(" at line {l}, column {c}"));
+            let at = e
+                .span()
+                .map(|span| line_col(&text, span.start))
+                .map(|(l, c)| format!(" at line {l}, column {c}"));
             errors.push(ConfigError {
                 key: String::new(),
                 source_layer: layer,
@@ -438,8 +506,14 @@ fn env_entries(env: &[(String, String)]) -> Vec<(String, Raw, Layer)> {
     let mut entries: Vec<(String, Raw, Layer)> = env
         .iter()
         .filter_map(|(name, value)| {
-            let rest = name.get(..ENV_PREFIX.len()).filter(|p| p.eq_ignore_ascii_case(ENV_PREFIX))?;
-            let key = name[rest.len()..].split("__").collect::<Vec<_>>().join(".").to_ascii_lowercase();
+            let rest = name
+                .get(..ENV_PREFIX.len())
+                .filter(|p| p.eq_ignore_ascii_case(ENV_PREFIX))?;
+            let key = name[rest.len()..]
+                .split("__")
+                .collect::<Vec<_>>()
+                .join(".")
+                .to_ascii_lowercase();
             Some((key, Raw::Str(value.clone()), Layer::Env(name.clone())))
         })
         .collect();
@@ -483,7 +557,9 @@ fn positive_usize(v: &Raw) -> Result<usize, String> {
 }
 
 fn positive_secs(v: &Raw) -> Result<Duration, String> {
-    positive_u64(v).map(Duration::from_secs).map_err(|e| format!("{e} (whole seconds)"))
+    positive_u64(v)
+        .map(Duration::from_secs)
+        .map_err(|e| format!("{e} (whole seconds)"))
 }
 
 fn boolean(v: &Raw) -> Result<bool, String> {
@@ -500,14 +576,20 @@ fn boolean(v: &Raw) -> Result<bool, String> {
 }
 
 fn socket_addr(v: &Raw) -> Result<SocketAddr, String> {
-    string(v)?.trim().parse().map_err(|_| "expected a socket address like 0.0.0.0:8080".to_owned())
+    string(v)?
+        .trim()
+        .parse()
+        .map_err(|_| "expected a socket address like 0.0.0.0:8080".to_owned())
 }
 
 fn public_base_url(v: &Raw) -> Result<String, String> {
     const EXPECTED: &str = "expected an http:// or https:// URL such as https://voice.example.com";
     let text = string(v)?;
     let url = text.trim();
-    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://")).ok_or(EXPECTED)?;
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or(EXPECTED)?;
     let host = rest.split('/').next().unwrap_or_default();
     if host.is_empty() || rest.contains(['?', '#']) || rest.chars().any(char::is_whitespace) {
         return Err(EXPECTED.to_owned());
@@ -526,8 +608,10 @@ fn database_url(v: &Raw) -> Result<String, String> {
     if ok {
         Ok(url.to_owned())
     } else {
-        Err("expected sqlite://PATH, postgres://... or postgresql://... (or empty for SQLite in the data dir)"
-            .to_owned())
+        Err(
+            "expected sqlite://PATH, postgres://... or postgresql://... (or empty for SQLite in the data dir)"
+                .to_owned(),
+        )
     }
 }
 
@@ -548,7 +632,9 @@ fn key_prefix(v: &Raw) -> Result<String, String> {
     let text = string(v)?;
     let prefix = text.trim();
     // The bus accepts exactly these names for keys and channels.
-    let valid = prefix.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    let valid = prefix
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
     if prefix.is_empty() || prefix.len() > 128 || !valid {
         return Err("must be 1 to 128 ASCII letters, digits, `_`, `-` or `.`".to_owned());
     }
@@ -572,7 +658,9 @@ fn jwt_secret(v: &Raw) -> Result<Option<SecretString>, String> {
         return Ok(None);
     }
     if text.len() < MIN_JWT_SECRET_LEN {
-        return Err(format!("must be at least {MIN_JWT_SECRET_LEN} bytes (e.g. `openssl rand -base64 32`)"));
+        return Err(format!(
+            "must be at least {MIN_JWT_SECRET_LEN} bytes (e.g. `openssl rand -base64 32`)"
+        ));
     }
     Ok(Some(SecretString::new(text)))
 }
@@ -615,7 +703,10 @@ mod tests {
         );
         let source = ConfigSource {
             file: Some(f.path().to_path_buf()),
-            env: env(&[("SWITCHBOARD__HTTP__BIND", "127.0.0.1:2222"), ("SWITCHBOARD__LIMITS__CALL_MAILBOX", "8")]),
+            env: env(&[
+                ("SWITCHBOARD__HTTP__BIND", "127.0.0.1:2222"),
+                ("SWITCHBOARD__LIMITS__CALL_MAILBOX", "8"),
+            ]),
             overrides: vec![("http.bind".into(), "127.0.0.1:3333".into())],
         };
         let s = load(source).expect("loads");
@@ -623,7 +714,10 @@ mod tests {
         assert_eq!(s.limits.call_mailbox, 8, "env beats file");
         assert_eq!(s.http.public_base_url, "https://file.example", "file beats default");
         assert_eq!(s.limits.login_per_minute, 3);
-        assert_eq!(s.limits.conversation_mailbox, Settings::default().limits.conversation_mailbox);
+        assert_eq!(
+            s.limits.conversation_mailbox,
+            Settings::default().limits.conversation_mailbox
+        );
     }
 
     #[test]
@@ -664,11 +758,17 @@ mod tests {
 
     #[test]
     fn explicitly_named_missing_file_is_an_error() {
-        let err = load(ConfigSource { file: Some("/nonexistent/sb.toml".into()), ..Default::default() })
-            .expect_err("missing file");
+        let err = load(ConfigSource {
+            file: Some("/nonexistent/sb.toml".into()),
+            ..Default::default()
+        })
+        .expect_err("missing file");
         assert!(err.to_string().contains("/nonexistent/sb.toml"), "{err}");
-        let err = load(ConfigSource { env: env(&[(CONFIG_FILE_ENV, "/nonexistent/x.toml")]), ..Default::default() })
-            .expect_err("missing file from env");
+        let err = load(ConfigSource {
+            env: env(&[(CONFIG_FILE_ENV, "/nonexistent/x.toml")]),
+            ..Default::default()
+        })
+        .expect_err("missing file from env");
         assert_eq!(err.0[0].source_layer, Layer::Env(CONFIG_FILE_ENV.into()));
     }
 
@@ -729,28 +829,51 @@ mod tests {
             overrides: vec![("http.public_base_url".into(), "https://voice.example.com/".into())],
             ..Default::default()
         };
-        assert_eq!(load(source).expect("loads").http.public_base_url, "https://voice.example.com");
+        assert_eq!(
+            load(source).expect("loads").http.public_base_url,
+            "https://voice.example.com"
+        );
         for bad in ["https://", "voice.example.com", "https://a b", "https://x/?q=1"] {
-            let source =
-                ConfigSource { overrides: vec![("http.public_base_url".into(), bad.into())], ..Default::default() };
+            let source = ConfigSource {
+                overrides: vec![("http.public_base_url".into(), bad.into())],
+                ..Default::default()
+            };
             assert!(load(source).is_err(), "{bad} accepted");
         }
     }
 
     #[test]
     fn database_and_redis_url_forms() {
-        for ok in ["", "sqlite://data/x.db?mode=rwc", "sqlite::memory:", "postgres://h/db", "postgresql://h/db"] {
-            let source = ConfigSource { overrides: vec![("database.url".into(), ok.into())], ..Default::default() };
+        for ok in [
+            "",
+            "sqlite://data/x.db?mode=rwc",
+            "sqlite::memory:",
+            "postgres://h/db",
+            "postgresql://h/db",
+        ] {
+            let source = ConfigSource {
+                overrides: vec![("database.url".into(), ok.into())],
+                ..Default::default()
+            };
             assert!(load(source).is_ok(), "{ok} rejected");
         }
         for ok in ["", "redis://127.0.0.1:6379", "rediss://cache"] {
-            let source = ConfigSource { overrides: vec![("redis.url".into(), ok.into())], ..Default::default() };
+            let source = ConfigSource {
+                overrides: vec![("redis.url".into(), ok.into())],
+                ..Default::default()
+            };
             assert!(load(source).is_ok(), "{ok} rejected");
         }
-        let source = ConfigSource { overrides: vec![("redis.url".into(), "redis://".into())], ..Default::default() };
+        let source = ConfigSource {
+            overrides: vec![("redis.url".into(), "redis://".into())],
+            ..Default::default()
+        };
         assert!(load(source).is_err());
         for bad in ["", "a b", "sb:x", "sb/x"] {
-            let source = ConfigSource { overrides: vec![("redis.key_prefix".into(), bad.into())], ..Default::default() };
+            let source = ConfigSource {
+                overrides: vec![("redis.key_prefix".into(), bad.into())],
+                ..Default::default()
+            };
             assert!(load(source).is_err(), "{bad:?} accepted as key prefix");
         }
     }
@@ -767,14 +890,20 @@ mod tests {
         let err = load(source).expect_err("bad secrets");
         assert!(err.mentions("security.encryption_key") && err.mentions("security.jwt_secret"));
         let text = format!("{err}\n{err:?}");
-        assert!(!text.contains("c2hvcnQtc2VjcmV0LXZhbHVl") && !text.contains("tiny-jwt-secret"), "{text}");
+        assert!(
+            !text.contains("c2hvcnQtc2VjcmV0LXZhbHVl") && !text.contains("tiny-jwt-secret"),
+            "{text}"
+        );
     }
 
     #[test]
     fn invalid_toml_does_not_echo_the_line() {
         let f = file("[security]\njwt_secret = \"an-unterminated-super-secret-value\n");
-        let err = load(ConfigSource { file: Some(f.path().to_path_buf()), ..Default::default() })
-            .expect_err("bad toml");
+        let err = load(ConfigSource {
+            file: Some(f.path().to_path_buf()),
+            ..Default::default()
+        })
+        .expect_err("bad toml");
         let text = err.to_string();
         assert!(text.contains("invalid TOML at line 2"), "{text}");
         assert!(!text.contains("super-secret"), "{text}");
@@ -784,7 +913,10 @@ mod tests {
     fn secrets_never_print() {
         let jwt = "jwt-secret-that-is-long-enough-0123456789";
         let source = ConfigSource {
-            env: env(&[("SWITCHBOARD__SECURITY__ENCRYPTION_KEY", KEY_B64), ("SWITCHBOARD__SECURITY__JWT_SECRET", jwt)]),
+            env: env(&[
+                ("SWITCHBOARD__SECURITY__ENCRYPTION_KEY", KEY_B64),
+                ("SWITCHBOARD__SECURITY__JWT_SECRET", jwt),
+            ]),
             ..Default::default()
         };
         let s = load(source).expect("loads");
@@ -796,7 +928,7 @@ mod tests {
             assert!(text.contains("[REDACTED]"), "{text}");
         }
         assert!(rendered.contains("encryption_key = \"[REDACTED]\""), "{rendered}");
-        assert!(rendered.contains("grace_period = 30"), "{rendered}");
+        assert!(rendered.contains("grace_period_secs = 30"), "{rendered}");
     }
 
     #[test]
@@ -805,6 +937,26 @@ mod tests {
         assert!(rendered.contains("# security.encryption_key is unset"), "{rendered}");
         assert!(rendered.contains("# security.jwt_secret is unset"), "{rendered}");
         assert!(rendered.contains("[http]"), "{rendered}");
+    }
+
+    #[test]
+    fn redacted_output_without_secrets_is_a_valid_config_file() {
+        let mut original = Settings::default();
+        original.http.bind = "0.0.0.0:9999".parse().expect("addr");
+        original.shutdown.grace_period = Duration::from_secs(3);
+        original.limits.request_timeout = Duration::from_secs(4);
+        original.log.format = LogFormat::Json;
+        let f = file(&original.redacted_toml().expect("renders"));
+        let reloaded = load(ConfigSource {
+            file: Some(f.path().to_path_buf()),
+            ..Default::default()
+        })
+        .expect("rendered config loads back");
+        assert_eq!(reloaded.http.bind, original.http.bind);
+        assert_eq!(reloaded.shutdown.grace_period, Duration::from_secs(3));
+        assert_eq!(reloaded.limits.request_timeout, Duration::from_secs(4));
+        assert_eq!(reloaded.security.access_token_ttl, original.security.access_token_ttl);
+        assert_eq!(reloaded.log.format, LogFormat::Json);
     }
 
     #[test]
@@ -839,9 +991,18 @@ mod tests {
         assert_eq!(values.len(), known_keys().count());
         let env: Vec<(String, String)> = values
             .iter()
-            .map(|(k, v)| (format!("{ENV_PREFIX}{}", k.replace('.', "__").to_ascii_uppercase()), (*v).to_owned()))
+            .map(|(k, v)| {
+                (
+                    format!("{ENV_PREFIX}{}", k.replace('.', "__").to_ascii_uppercase()),
+                    (*v).to_owned(),
+                )
+            })
             .collect();
-        let s = load(ConfigSource { env, ..Default::default() }).expect("loads");
+        let s = load(ConfigSource {
+            env,
+            ..Default::default()
+        })
+        .expect("loads");
         assert_eq!(s.http.bind.port(), 9);
         assert_eq!(s.database.max_connections, 2);
         assert_eq!(s.storage.data_dir, PathBuf::from("/tmp/d"));

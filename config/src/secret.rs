@@ -47,7 +47,9 @@ impl SecretKey {
         Self(bytes)
     }
     pub fn parse_base64(s: &str) -> Result<Self, KeyError> {
-        let bytes = base64::engine::general_purpose::STANDARD.decode(s.trim()).map_err(|_| KeyError)?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(s.trim())
+            .map_err(|_| KeyError)?;
         let arr: [u8; 32] = bytes.try_into().map_err(|_| KeyError)?;
         Ok(Self(arr))
     }

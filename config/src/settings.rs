@@ -131,9 +131,17 @@ impl Default for Settings {
                 bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
                 public_base_url: "http://127.0.0.1:8080".to_owned(),
             },
-            database: DatabaseSettings { url: String::new(), max_connections: 10 },
-            redis: RedisSettings { url: String::new(), key_prefix: "switchboard".to_owned() },
-            storage: StorageSettings { data_dir: PathBuf::from("data") },
+            database: DatabaseSettings {
+                url: String::new(),
+                max_connections: 10,
+            },
+            redis: RedisSettings {
+                url: String::new(),
+                key_prefix: "switchboard".to_owned(),
+            },
+            storage: StorageSettings {
+                data_dir: PathBuf::from("data"),
+            },
             security: SecuritySettings {
                 encryption_key: None,
                 jwt_secret: None,
@@ -152,8 +160,13 @@ impl Default for Settings {
                 webhook_per_second: 50,
                 request_timeout: Duration::from_secs(30),
             },
-            shutdown: ShutdownSettings { grace_period: Duration::from_secs(30) },
-            log: LogSettings { format: LogFormat::Pretty, filter: "info".to_owned() },
+            shutdown: ShutdownSettings {
+                grace_period: Duration::from_secs(30),
+            },
+            log: LogSettings {
+                format: LogFormat::Pretty,
+                filter: "info".to_owned(),
+            },
         }
     }
 }

@@ -26,12 +26,22 @@ pub async fn create_user(
     let tenant_id = match (role, tenant_name) {
         (Role::SystemAdmin, None) => None,
         (Role::SystemAdmin, Some(_)) => {
-            return Err(EngineError::Usage("a system_admin belongs to no tenant: drop --tenant".to_owned()));
+            return Err(EngineError::Usage(
+                "a system_admin belongs to no tenant: drop --tenant".to_owned(),
+            ));
         }
         (_, None) => return Err(EngineError::Usage(format!("role {role} needs --tenant NAME"))),
         (_, Some(name)) => Some(find_or_create_tenant(store, name).await?.id),
     };
-    let user = store.users().create(NewUser { tenant_id, email: email.to_owned(), password, role }).await?;
+    let user = store
+        .users()
+        .create(NewUser {
+            tenant_id,
+            email: email.to_owned(),
+            password,
+            role,
+        })
+        .await?;
     tracing::info!(user_id = %user.id, role = %user.role, "user created");
     Ok(user)
 }

@@ -13,13 +13,12 @@ use crate::redact::redact_url;
 use crate::secrets::{ResolvedSecrets, resolve_secrets};
 use crate::{EngineError, with_prepared_data_dir};
 use axum::Router;
-use futures::future::BoxFuture;
 use std::future::{Future, IntoFuture as _};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard_actors::{Registry, Tree, TreeConfig};
-use switchboard_api::{AppState, BusHealth};
+use switchboard_api::AppState;
 use switchboard_bus::Bus;
 use switchboard_config::Settings;
 use switchboard_store::{Backend, Store};
@@ -32,25 +31,16 @@ use tracing::{info, warn};
 /// clients that ignore the close; they must not hold the process up.
 const HTTP_DRAIN: Duration = Duration::from_secs(5);
 
-/// The bus as the API's readiness probe sees it.
-#[derive(Clone, Debug)]
-pub struct BusProbe(pub Bus);
-
-impl BusHealth for BusProbe {
-    fn ping(&self) -> BoxFuture<'_, Result<(), String>> {
-        Box::pin(async move { self.0.ping().await.map_err(|e| e.to_string()) })
-    }
-
-    fn kind(&self) -> &'static str {
-        self.0.kind()
-    }
-}
-
 /// Connect to the database in `settings` (SQLite in the data directory when
 /// unset) and apply the migrations. `settings.storage.data_dir` should already
 /// be absolute (see [`with_prepared_data_dir`]).
 pub async fn connect_store(settings: &Settings, encryption_key: [u8; 32]) -> Result<Store, EngineError> {
-    let store = Store::connect(&settings.database_url(), settings.database.max_connections, encryption_key).await?;
+    let store = Store::connect(
+        &settings.database_url(),
+        settings.database.max_connections,
+        encryption_key,
+    )
+    .await?;
     if let Err(e) = store.migrate().await {
         store.close().await;
         return Err(e.into());
@@ -88,9 +78,14 @@ impl Engine {
         // Bind first: a busy port is the most common start-up failure and needs nothing torn down.
         let listener = TcpListener::bind(settings.http.bind)
             .await
-            .map_err(|source| EngineError::Bind { addr: settings.http.bind, source })?;
-        let local_addr =
-            listener.local_addr().map_err(|source| EngineError::Bind { addr: settings.http.bind, source })?;
+            .map_err(|source| EngineError::Bind {
+                addr: settings.http.bind,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| EngineError::Bind {
+            addr: settings.http.bind,
+            source,
+        })?;
 
         let store = connect_store(&settings, *secrets.encryption_key.expose()).await?;
         let bus = match connect_bus(&settings).await {
@@ -121,7 +116,15 @@ impl Engine {
             data_dir = %settings.storage.data_dir.display(),
             "listening on http://{local_addr}"
         );
-        Ok(Engine { settings, store, bus, tree, listener, router, local_addr })
+        Ok(Engine {
+            settings,
+            store,
+            bus,
+            tree,
+            listener,
+            router,
+            local_addr,
+        })
     }
 
     /// The bound address (with the real port when `http.bind` used port 0).
@@ -152,7 +155,15 @@ impl Engine {
     /// Serve HTTP until `shutdown` resolves (or the server fails), then stop
     /// everything in order. Returns the server's error, if it failed.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), EngineError> {
-        let Engine { settings, store, bus, tree, listener, router, local_addr } = self;
+        let Engine {
+            settings,
+            store,
+            bus,
+            tree,
+            listener,
+            router,
+            local_addr,
+        } = self;
         let (stop_tx, mut stop_rx) = watch::channel(false);
         let app = router.into_make_service_with_connect_info::<SocketAddr>();
         let server = axum::serve(listener, app)
@@ -181,7 +192,10 @@ impl Engine {
             outcome = match tokio::time::timeout(HTTP_DRAIN, &mut server).await {
                 Ok(result) => Some(server_result(result)),
                 Err(_) => {
-                    warn!(after_secs = HTTP_DRAIN.as_secs(), "closing HTTP connections that stayed open");
+                    warn!(
+                        after_secs = HTTP_DRAIN.as_secs(),
+                        "closing HTTP connections that stayed open"
+                    );
                     server.abort();
                     Some(Ok(()))
                 }
@@ -225,7 +239,7 @@ async fn start_tree_and_router(
     let tree = Tree::start(config, Arc::new(store.clone())).await?;
     let state = AppState::new(
         store.clone(),
-        BusProbe(bus.clone()),
+        bus.clone(),
         tree.registry().clone(),
         settings,
         &secrets.jwt_secret,

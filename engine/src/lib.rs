@@ -19,7 +19,7 @@ pub mod redact;
 pub mod secrets;
 pub mod telemetry;
 
-pub use engine::{BusProbe, Engine, connect_store};
+pub use engine::{Engine, connect_store};
 pub use secrets::{ResolvedSecrets, prepare_data_dir, resolve_secrets};
 
 use std::net::SocketAddr;

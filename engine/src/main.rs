@@ -131,7 +131,10 @@ impl GlobalArgs {
         push("http.bind", self.bind.clone());
         push("database.url", self.database_url.clone());
         push("redis.url", self.redis_url.clone());
-        push("storage.data_dir", self.data_dir.as_ref().map(|p| p.display().to_string()));
+        push(
+            "storage.data_dir",
+            self.data_dir.as_ref().map(|p| p.display().to_string()),
+        );
         push("http.public_base_url", self.public_base_url.clone());
         out
     }
@@ -162,7 +165,10 @@ fn main() -> ExitCode {
     }
 
     // RUST_LOG is the conventional quick override while debugging.
-    let filter = std::env::var("RUST_LOG").ok().filter(|f| !f.trim().is_empty()).unwrap_or(settings.log.filter.clone());
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|f| !f.trim().is_empty())
+        .unwrap_or(settings.log.filter.clone());
     if let Err(e) = telemetry::init(settings.log.format, &filter) {
         eprintln!("invalid configuration (1 problem):\n  log.filter: {e}");
         return ExitCode::from(2);
@@ -226,7 +232,10 @@ async fn migrate(settings: Settings) -> anyhow::Result<()> {
         Backend::Postgres => "postgres",
     };
     store.close().await;
-    println!("migrations applied ({backend}: {})", switchboard_engine::redact::redact_url(&settings.database_url()));
+    println!(
+        "migrations applied ({backend}: {})",
+        switchboard_engine::redact::redact_url(&settings.database_url())
+    );
     Ok(())
 }
 
@@ -234,8 +243,14 @@ async fn create_user(settings: Settings, args: CreateUserArgs) -> anyhow::Result
     let settings = with_prepared_data_dir(settings)?;
     let secrets = switchboard_engine::resolve_secrets(&settings)?;
     let store = connect_store(&settings, *secrets.encryption_key.expose()).await?;
-    let result =
-        admin::create_user(&store, &args.email, Secret::new(args.password), args.role, args.tenant.as_deref()).await;
+    let result = admin::create_user(
+        &store,
+        &args.email,
+        Secret::new(args.password),
+        args.role,
+        args.tenant.as_deref(),
+    )
+    .await;
     store.close().await;
     let user = result?;
     println!("{}", user.id);

@@ -30,11 +30,23 @@ mod tests {
 
     #[test]
     fn passwords_and_queries_are_removed() {
-        assert_eq!(redact_url("postgres://sb:hunter2@db:5432/sb"), "postgres://sb:***@db:5432/sb");
-        assert_eq!(redact_url("postgres://sb:p@ss@db/sb?password=x"), "postgres://sb:***@db/sb");
+        assert_eq!(
+            redact_url("postgres://sb:hunter2@db:5432/sb"),
+            "postgres://sb:***@db:5432/sb"
+        );
+        assert_eq!(
+            redact_url("postgres://sb:p@ss@db/sb?password=x"),
+            "postgres://sb:***@db/sb"
+        );
         assert_eq!(redact_url("redis://:tok@cache:6379"), "redis://:***@cache:6379");
-        assert_eq!(redact_url("postgres://postgres@127.0.0.1/x"), "postgres://postgres@127.0.0.1/x");
-        assert_eq!(redact_url("sqlite:///var/lib/sb/switchboard.db?mode=rwc"), "sqlite:///var/lib/sb/switchboard.db");
+        assert_eq!(
+            redact_url("postgres://postgres@127.0.0.1/x"),
+            "postgres://postgres@127.0.0.1/x"
+        );
+        assert_eq!(
+            redact_url("sqlite:///var/lib/sb/switchboard.db?mode=rwc"),
+            "sqlite:///var/lib/sb/switchboard.db"
+        );
         assert_eq!(redact_url("sqlite::memory:"), "sqlite::memory:");
     }
 }

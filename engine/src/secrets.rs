@@ -45,7 +45,10 @@ impl std::fmt::Debug for ResolvedSecrets {
 /// Create the data directory if needed and return it as an absolute path, so
 /// the SQLite URL and secret paths do not depend on a later working directory.
 pub fn prepare_data_dir(dir: &Path) -> Result<PathBuf, EngineError> {
-    let err = |source| EngineError::DataDir { path: dir.to_path_buf(), source };
+    let err = |source| EngineError::DataDir {
+        path: dir.to_path_buf(),
+        source,
+    };
     fs::create_dir_all(dir).map_err(err)?;
     fs::canonicalize(dir).map_err(err)
 }
@@ -57,7 +60,9 @@ pub fn resolve_secrets(settings: &Settings) -> Result<ResolvedSecrets, EngineErr
         Some(key) => key.clone(),
         None => {
             let path = dir.join(ENCRYPTION_KEY_FILE);
-            let text = load_or_create(&dir, &path, || random_bytes::<32>().map(|b| SecretKey::from_bytes(b).to_base64()))?;
+            let text = load_or_create(&dir, &path, || {
+                random_bytes::<32>().map(|b| SecretKey::from_bytes(b).to_base64())
+            })?;
             SecretKey::parse_base64(&text).map_err(|e| secret_error(&path, e.to_string()))?
         }
     };
@@ -69,23 +74,33 @@ pub fn resolve_secrets(settings: &Settings) -> Result<ResolvedSecrets, EngineErr
                 random_bytes::<JWT_SECRET_BYTES>().map(|b| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
             })?;
             if text.len() < MIN_JWT_SECRET_LEN {
-                return Err(secret_error(&path, format!("must hold at least {MIN_JWT_SECRET_LEN} characters")));
+                return Err(secret_error(
+                    &path,
+                    format!("must hold at least {MIN_JWT_SECRET_LEN} characters"),
+                ));
             }
             SecretString::new(text)
         }
     };
-    Ok(ResolvedSecrets { encryption_key, jwt_secret })
+    Ok(ResolvedSecrets {
+        encryption_key,
+        jwt_secret,
+    })
 }
 
 fn secret_error(path: &Path, reason: impl Into<String>) -> EngineError {
-    EngineError::SecretFile { path: path.to_path_buf(), reason: reason.into() }
+    EngineError::SecretFile {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
 }
 
 fn random_bytes<const N: usize>() -> Result<[u8; N], EngineError> {
     let mut bytes = [0u8; N];
-    OsRng
-        .try_fill_bytes(&mut bytes)
-        .map_err(|e| EngineError::SecretFile { path: PathBuf::from("(os randomness)"), reason: e.to_string() })?;
+    OsRng.try_fill_bytes(&mut bytes).map_err(|e| EngineError::SecretFile {
+        path: PathBuf::from("(os randomness)"),
+        reason: e.to_string(),
+    })?;
     Ok(bytes)
 }
 
@@ -138,7 +153,11 @@ fn read_secret(path: &Path) -> io::Result<String> {
 }
 
 fn write_private(path: &Path, value: &str) -> io::Result<()> {
-    let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
     file.write_all(value.as_bytes())?;
     file.write_all(b"\n")?;
     file.sync_all()
@@ -171,7 +190,11 @@ mod tests {
         let secrets = tmp.path().join("secrets");
         assert_eq!(fs::metadata(&secrets).expect("dir").mode() & 0o777, 0o700);
         for name in [ENCRYPTION_KEY_FILE, JWT_SECRET_FILE] {
-            assert_eq!(fs::metadata(secrets.join(name)).expect("file").mode() & 0o777, 0o600, "{name}");
+            assert_eq!(
+                fs::metadata(secrets.join(name)).expect("file").mode() & 0o777,
+                0o600,
+                "{name}"
+            );
         }
         let on_disk = fs::read_to_string(secrets.join(ENCRYPTION_KEY_FILE)).expect("read");
         assert_eq!(on_disk.trim(), first.encryption_key.to_base64());
@@ -220,7 +243,10 @@ mod tests {
             jwt_secret: SecretString::new("visible-if-leaked-0123456789abcdef"),
         };
         let text = format!("{r:?}");
-        assert!(!text.contains("visible-if-leaked") && !text.contains(&r.encryption_key.to_base64()), "{text}");
+        assert!(
+            !text.contains("visible-if-leaked") && !text.contains(&r.encryption_key.to_base64()),
+            "{text}"
+        );
     }
 
     #[test]

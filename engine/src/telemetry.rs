@@ -16,7 +16,9 @@ pub fn parse_filter(filter: &str) -> Result<EnvFilter, EngineError> {
 /// call in the same process keeps the first subscriber.
 pub fn init(format: LogFormat, filter: &str) -> Result<(), EngineError> {
     let filter = parse_filter(filter)?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     // A second init (tests) is not an error worth failing over: the first subscriber stays.
     let _ = match format {
         LogFormat::Pretty => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),

@@ -34,7 +34,11 @@ pub enum ResampleError {
     #[error("sample rate {0} Hz is not supported (supported: 8000, 16000, 22050, 24000, 48000)")]
     UnsupportedRate(u32),
     #[error("rubato rejected {rate_in} -> {rate_out} Hz: {reason}")]
-    Construction { rate_in: u32, rate_out: u32, reason: String },
+    Construction {
+        rate_in: u32,
+        rate_out: u32,
+        reason: String,
+    },
     #[error("frame of {got} samples, expected exactly {expected}")]
     FrameSize { got: usize, expected: usize },
     #[error("output buffer of {got} samples, need {needed}")]
@@ -120,7 +124,11 @@ impl Resampler {
                 WindowFunction::BlackmanHarris2,
                 FixedSync::Input,
             )
-            .map_err(|e| ResampleError::Construction { rate_in, rate_out, reason: e.to_string() })?;
+            .map_err(|e| ResampleError::Construction {
+                rate_in,
+                rate_out,
+                reason: e.to_string(),
+            })?;
             // With one block per call rubato must emit exactly one 20 ms output block; the
             // per-frame code relies on that, so refuse a configuration where it would not.
             if fft.input_frames_next() != chunk_in || fft.output_frames_next() != chunk_out {
@@ -134,7 +142,11 @@ impl Resampler {
                     ),
                 });
             }
-            Engine::Fft { fft: Box::new(fft), block_in: vec![0.0; chunk_in], block_out: vec![0.0; chunk_out] }
+            Engine::Fft {
+                fft: Box::new(fft),
+                block_in: vec![0.0; chunk_in],
+                block_out: vec![0.0; chunk_out],
+            }
         };
         let delay = match &engine {
             Engine::Passthrough => 0,
@@ -214,10 +226,16 @@ impl Resampler {
     /// [`Resampler::push`] or the sizes are wrong.
     pub fn process_frame(&mut self, input: &[i16], out: &mut [i16]) -> Result<usize, ResampleError> {
         if input.len() != self.chunk_in || self.filled != 0 {
-            return Err(ResampleError::FrameSize { got: input.len() + self.filled, expected: self.chunk_in });
+            return Err(ResampleError::FrameSize {
+                got: input.len() + self.filled,
+                expected: self.chunk_in,
+            });
         }
         if out.len() < self.chunk_out {
-            return Err(ResampleError::OutputTooSmall { got: out.len(), needed: self.chunk_out });
+            return Err(ResampleError::OutputTooSmall {
+                got: out.len(),
+                needed: self.chunk_out,
+            });
         }
         let mut written = 0;
         self.push(input, |s| {
@@ -282,7 +300,14 @@ impl Resampler {
 
     /// Convert the full `block_in`, emitting at most `limit` samples after trimming.
     fn run_block(&mut self, limit: usize, sink: &mut impl FnMut(&[i16])) {
-        let Engine::Fft { fft, block_in, block_out } = &mut self.engine else { return };
+        let Engine::Fft {
+            fft,
+            block_in,
+            block_out,
+        } = &mut self.engine
+        else {
+            return;
+        };
         self.filled = 0;
         let produced = match (
             InterleavedSlice::new(&block_in[..], 1, self.chunk_in),
@@ -330,7 +355,9 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn sine(rate: u32, freq: f64, amp: f64, n: usize) -> Vec<i16> {
-        (0..n).map(|i| (amp * (2.0 * PI * freq * i as f64 / f64::from(rate)).sin()).round() as i16).collect()
+        (0..n)
+            .map(|i| (amp * (2.0 * PI * freq * i as f64 / f64::from(rate)).sin()).round() as i16)
+            .collect()
     }
 
     fn run_all(r: &mut Resampler, input: &[i16], piece: usize) -> Vec<i16> {
@@ -344,12 +371,26 @@ pub(crate) mod tests {
 
     #[test]
     fn block_sizes_are_20_ms_for_every_pair() {
-        for (a, b) in [(8000, 16000), (16000, 8000), (22050, 8000), (24000, 8000), (48000, 8000), (8000, 24000)] {
+        for (a, b) in [
+            (8000, 16000),
+            (16000, 8000),
+            (22050, 8000),
+            (24000, 8000),
+            (48000, 8000),
+            (8000, 24000),
+        ] {
             let r = Resampler::new(a, b, Alignment::Stream).unwrap();
-            assert_eq!((r.block_in(), r.block_out()), (a as usize / 50, b as usize / 50), "{a}->{b}");
+            assert_eq!(
+                (r.block_in(), r.block_out()),
+                (a as usize / 50, b as usize / 50),
+                "{a}->{b}"
+            );
         }
         assert_eq!(Resampler::phone_to_wideband().delay_samples(), 160, "10 ms at 16 kHz");
-        assert_eq!(Resampler::new(44100, 8000, Alignment::Stream).unwrap_err(), ResampleError::UnsupportedRate(44100));
+        assert_eq!(
+            Resampler::new(44100, 8000, Alignment::Stream).unwrap_err(),
+            ResampleError::UnsupportedRate(44100)
+        );
     }
 
     #[test]
@@ -360,7 +401,13 @@ pub(crate) mod tests {
         for _ in 0..5 {
             assert_eq!(r.process_frame(&input, &mut out).unwrap(), 320);
         }
-        assert_eq!(r.process_frame(&input[..100], &mut out), Err(ResampleError::FrameSize { got: 100, expected: 160 }));
+        assert_eq!(
+            r.process_frame(&input[..100], &mut out),
+            Err(ResampleError::FrameSize {
+                got: 100,
+                expected: 160
+            })
+        );
         assert_eq!(
             r.process_frame(&input, &mut [0i16; 10]),
             Err(ResampleError::OutputTooSmall { got: 10, needed: 320 })
@@ -397,7 +444,11 @@ pub(crate) mod tests {
         let a = tone_amplitude(&back[400..7600], 8000, 1000.0);
         assert!((a - 10000.0).abs() < 300.0, "1 kHz back at 8k: {a}");
         // Trimmed alignment lines the output up with the input sample for sample.
-        let err: f64 = input[400..7600].iter().zip(&back[400..7600]).map(|(&x, &y)| f64::from(x - y).abs()).sum();
+        let err: f64 = input[400..7600]
+            .iter()
+            .zip(&back[400..7600])
+            .map(|(&x, &y)| f64::from(x - y).abs())
+            .sum();
         assert!(err / 7200.0 < 300.0, "mean abs error {}", err / 7200.0);
     }
 
@@ -420,7 +471,10 @@ pub(crate) mod tests {
         // Naive decimation by 3 would fold 6 kHz onto 2 kHz at full amplitude.
         let alias = tone_amplitude(&out[400..7600], 8000, 2000.0);
         let rms = (out[400..7600].iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / 7200.0).sqrt();
-        assert!(alias < 100.0, "2 kHz alias amplitude {alias} (input 10000): less than -40 dB");
+        assert!(
+            alias < 100.0,
+            "2 kHz alias amplitude {alias} (input 10000): less than -40 dB"
+        );
         assert!(rms < 100.0, "output rms {rms}");
     }
 
@@ -429,13 +483,23 @@ pub(crate) mod tests {
         // An impulse: find where it lands in each alignment.
         let mut input = vec![0i16; 1600];
         input[800] = 20000;
-        let peak = |v: &[i16]| v.iter().enumerate().max_by_key(|(_, s)| s.unsigned_abs()).map(|(i, _)| i).unwrap();
+        let peak = |v: &[i16]| {
+            v.iter()
+                .enumerate()
+                .max_by_key(|(_, s)| s.unsigned_abs())
+                .map(|(i, _)| i)
+                .unwrap()
+        };
         let mut r = Resampler::new(8000, 16000, Alignment::Stream).unwrap();
         let streamed = run_all(&mut r, &input, 160);
         let mut r = Resampler::new(8000, 16000, Alignment::Trimmed).unwrap();
         let trimmed = run_all(&mut r, &input, 160);
         assert!(peak(&trimmed).abs_diff(1600) <= 1, "trimmed peak at {}", peak(&trimmed));
-        assert!(peak(&streamed).abs_diff(1600 + 160) <= 1, "streamed peak at {}", peak(&streamed));
+        assert!(
+            peak(&streamed).abs_diff(1600 + 160) <= 1,
+            "streamed peak at {}",
+            peak(&streamed)
+        );
     }
 
     #[test]
@@ -451,7 +515,10 @@ pub(crate) mod tests {
         let input = vec![i16::MAX; 4000];
         let mut r = Resampler::new(24000, 8000, Alignment::Trimmed).unwrap();
         let out = run_all(&mut r, &input, 480);
-        assert!(out[200..1000].iter().all(|&s| s > 30000), "DC at full scale stays positive");
+        assert!(
+            out[200..1000].iter().all(|&s| s > 30000),
+            "DC at full scale stays positive"
+        );
     }
 
     #[test]

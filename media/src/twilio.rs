@@ -162,7 +162,10 @@ struct RawStop<'a> {
 fn number(field: &'static str, value: Option<&str>) -> Result<u64, WireError> {
     match value {
         None => Ok(0),
-        Some(v) => v.parse().map_err(|_| WireError::BadNumber { field, value: v.chars().take(32).collect() }),
+        Some(v) => v.parse().map_err(|_| WireError::BadNumber {
+            field,
+            value: v.chars().take(32).collect(),
+        }),
     }
 }
 
@@ -173,7 +176,10 @@ fn missing(what: &str) -> WireError {
 /// Parse one inbound text frame. `max_len` bounds the frame size.
 pub fn parse_inbound(frame: &str, max_len: usize) -> Result<InboundEvent<'_>, WireError> {
     if frame.len() > max_len {
-        return Err(WireError::TooLarge { len: frame.len(), max: max_len });
+        return Err(WireError::TooLarge {
+            len: frame.len(),
+            max: max_len,
+        });
     }
     let raw: RawFrame<'_> = serde_json::from_str(frame).map_err(|e| WireError::Json(e.to_string()))?;
     let sid = raw.stream_sid.unwrap_or("");
@@ -205,8 +211,14 @@ pub fn parse_inbound(frame: &str, max_len: usize) -> Result<InboundEvent<'_>, Wi
                 payload_b64: m.payload,
             }))
         }
-        "dtmf" => Ok(InboundEvent::Dtmf { stream_sid: sid, digit: raw.dtmf.ok_or_else(|| missing("dtmf"))?.digit }),
-        "mark" => Ok(InboundEvent::Mark { stream_sid: sid, name: raw.mark.ok_or_else(|| missing("mark"))?.name }),
+        "dtmf" => Ok(InboundEvent::Dtmf {
+            stream_sid: sid,
+            digit: raw.dtmf.ok_or_else(|| missing("dtmf"))?.digit,
+        }),
+        "mark" => Ok(InboundEvent::Mark {
+            stream_sid: sid,
+            name: raw.mark.ok_or_else(|| missing("mark"))?.name,
+        }),
         "stop" => Ok(InboundEvent::Stop {
             stream_sid: sid,
             call_sid: raw.stop.and_then(|s| s.call_sid).unwrap_or(""),
@@ -224,7 +236,9 @@ pub struct OutboundWriter {
 
 impl OutboundWriter {
     pub fn with_capacity(cap: usize) -> Self {
-        Self { buf: String::with_capacity(cap) }
+        Self {
+            buf: String::with_capacity(cap),
+        }
     }
 
     /// `{"event":"media","streamSid":S,"media":{"payload":B64}}` for μ-law bytes.
@@ -298,14 +312,37 @@ mod tests {
         let connected = r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#;
         assert_eq!(
             parse_inbound(connected, 4096).unwrap(),
-            InboundEvent::Connected { protocol: "Call", version: "1.0.0" }
+            InboundEvent::Connected {
+                protocol: "Call",
+                version: "1.0.0"
+            }
         );
-        let dtmf = r#"{"event":"dtmf","sequenceNumber":"57","streamSid":"MZ1","dtmf":{"track":"inbound_track","digit":"5"}}"#;
-        assert_eq!(parse_inbound(dtmf, 4096).unwrap(), InboundEvent::Dtmf { stream_sid: "MZ1", digit: "5" });
+        let dtmf =
+            r#"{"event":"dtmf","sequenceNumber":"57","streamSid":"MZ1","dtmf":{"track":"inbound_track","digit":"5"}}"#;
+        assert_eq!(
+            parse_inbound(dtmf, 4096).unwrap(),
+            InboundEvent::Dtmf {
+                stream_sid: "MZ1",
+                digit: "5"
+            }
+        );
         let mark = r#"{"event":"mark","sequenceNumber":"90","streamSid":"MZ1","mark":{"name":"resp_7:3"}}"#;
-        assert_eq!(parse_inbound(mark, 4096).unwrap(), InboundEvent::Mark { stream_sid: "MZ1", name: "resp_7:3" });
-        let stop = r#"{"event":"stop","sequenceNumber":"412","streamSid":"MZ1","stop":{"accountSid":"AC0","callSid":"CA1"}}"#;
-        assert_eq!(parse_inbound(stop, 4096).unwrap(), InboundEvent::Stop { stream_sid: "MZ1", call_sid: "CA1" });
+        assert_eq!(
+            parse_inbound(mark, 4096).unwrap(),
+            InboundEvent::Mark {
+                stream_sid: "MZ1",
+                name: "resp_7:3"
+            }
+        );
+        let stop =
+            r#"{"event":"stop","sequenceNumber":"412","streamSid":"MZ1","stop":{"accountSid":"AC0","callSid":"CA1"}}"#;
+        assert_eq!(
+            parse_inbound(stop, 4096).unwrap(),
+            InboundEvent::Stop {
+                stream_sid: "MZ1",
+                call_sid: "CA1"
+            }
+        );
     }
 
     #[test]
@@ -314,8 +351,13 @@ mod tests {
         let mut w = OutboundWriter::default();
         let out = w.media(SID, &ulaw).to_owned();
         // Twilio's inbound media has the same shape plus track/chunk/timestamp.
-        let inbound = out.replace(r#""media":{"#, r#""media":{"track":"inbound","chunk":"3","timestamp":"60","#);
-        let InboundEvent::Media(m) = parse_inbound(&inbound, 4096).unwrap() else { panic!("not media") };
+        let inbound = out.replace(
+            r#""media":{"#,
+            r#""media":{"track":"inbound","chunk":"3","timestamp":"60","#,
+        );
+        let InboundEvent::Media(m) = parse_inbound(&inbound, 4096).unwrap() else {
+            panic!("not media")
+        };
         assert_eq!((m.chunk, m.timestamp_ms, m.track), (3, 60, "inbound"));
         let mut buf = [0u8; 320];
         let n = m.decode_payload(&mut buf).unwrap();
@@ -344,16 +386,38 @@ mod tests {
     fn bad_frames_are_typed_errors() {
         assert!(matches!(parse_inbound("{not json", 4096), Err(WireError::Json(_))));
         assert!(matches!(parse_inbound(r#"{"event":"bogus"}"#, 4096), Err(WireError::UnknownEvent(e)) if e == "bogus"));
-        assert!(matches!(parse_inbound(r#"{"event":"media"}"#, 4096), Err(WireError::Json(_))));
+        assert!(matches!(
+            parse_inbound(r#"{"event":"media"}"#, 4096),
+            Err(WireError::Json(_))
+        ));
         let big = "x".repeat(5000);
-        assert!(matches!(parse_inbound(&big, 4096), Err(WireError::TooLarge { len: 5000, max: 4096 })));
+        assert!(matches!(
+            parse_inbound(&big, 4096),
+            Err(WireError::TooLarge { len: 5000, max: 4096 })
+        ));
         let bad_chunk = r#"{"event":"media","streamSid":"S","media":{"chunk":"x1","payload":""}}"#;
-        assert!(matches!(parse_inbound(bad_chunk, 4096), Err(WireError::BadNumber { field: "media.chunk", .. })));
+        assert!(matches!(
+            parse_inbound(bad_chunk, 4096),
+            Err(WireError::BadNumber {
+                field: "media.chunk",
+                ..
+            })
+        ));
         let garbage = r#"{"event":"media","streamSid":"S","media":{"payload":"!!!not base64!!!"}}"#;
-        let InboundEvent::Media(m) = parse_inbound(garbage, 4096).unwrap() else { panic!() };
+        let InboundEvent::Media(m) = parse_inbound(garbage, 4096).unwrap() else {
+            panic!()
+        };
         assert_eq!(m.decode_payload(&mut [0u8; 160]), Err(WireError::Base64));
-        let long = format!(r#"{{"event":"media","streamSid":"S","media":{{"payload":"{}"}}}}"#, "////".repeat(100));
-        let InboundEvent::Media(m) = parse_inbound(&long, 4096).unwrap() else { panic!() };
-        assert!(matches!(m.decode_payload(&mut [0u8; 160]), Err(WireError::PayloadTooLarge { .. })));
+        let long = format!(
+            r#"{{"event":"media","streamSid":"S","media":{{"payload":"{}"}}}}"#,
+            "////".repeat(100)
+        );
+        let InboundEvent::Media(m) = parse_inbound(&long, 4096).unwrap() else {
+            panic!()
+        };
+        assert!(matches!(
+            m.decode_payload(&mut [0u8; 160]),
+            Err(WireError::PayloadTooLarge { .. })
+        ));
     }
 }

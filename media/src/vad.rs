@@ -4,7 +4,14 @@
 //! on 16 ms blocks of 256 samples); it buffers across calls, so any frame size is
 //! accepted. Telephone audio is upsampled from 8 kHz first (see [`crate::inbound`]).
 //!
-//! [`TurnDetector`] turns per-frame scores into events, one 20 ms frame at a time,
+//! earshot alone scores steady band-limited noise (fans, line hiss at -30 dBFS) at
+//! 0.6-0.7, close to speech, so a frame only counts as voiced when its score reaches
+//! the threshold *and* its energy stands `min_snr_db` above a tracked noise floor
+//! (minimum statistics: the floor drops at once to a quieter frame and creeps up
+//! slowly), *and* it is louder than an absolute floor. Steady noise then never makes
+//! a turn, while speech at 10 dB SNR still does.
+//!
+//! [`TurnDetector`] turns per-frame decisions into events, one 20 ms frame at a time,
 //! with the frame's stream timestamp passed in (no clock here):
 //! - [`VadEvent::SpeechStarted`] on the first voiced frame;
 //! - [`VadEvent::SpeechConfirmed`] once `min_speech_ms` of voiced audio has
@@ -23,6 +30,13 @@ use std::fmt;
 const BLOCK: usize = 256;
 /// Samples per millisecond at the VAD's rate.
 const SAMPLES_PER_MS: usize = 16;
+/// Frames quieter than this (dBFS RMS) are never speech: line hiss, comfort noise.
+const ABSOLUTE_FLOOR_DB: f32 = -55.0;
+/// How fast the noise floor may rise, in dB per second; slow enough that a long
+/// sentence (whose syllable gaps pull the floor back down) is not absorbed.
+const FLOOR_RISE_DB_PER_S: f32 = 5.0;
+/// Energy of digital silence, instead of minus infinity.
+const SILENCE_DB: f32 = -100.0;
 
 /// Why a VAD configuration was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -31,6 +45,8 @@ pub enum VadError {
     Threshold(f32),
     #[error("silence_ms must be at least one frame (20 ms), got {0}")]
     SilenceTooShort(u32),
+    #[error("min_snr_db must be within 0..=40, got {0}")]
+    Snr(f32),
 }
 
 /// Per-agent turn-taking settings.
@@ -45,11 +61,19 @@ pub struct VadConfig {
     /// Silence that abandons a start that never reached `min_speech_ms`; keeps two
     /// backchannels a second apart from adding up to a barge-in.
     pub max_gap_ms: u32,
+    /// How far (dB) a frame must stand above the tracked noise floor to be voiced.
+    pub min_snr_db: f32,
 }
 
 impl Default for VadConfig {
     fn default() -> Self {
-        Self { threshold: 0.5, min_speech_ms: 250, silence_ms: 700, max_gap_ms: 200 }
+        Self {
+            threshold: 0.5,
+            min_speech_ms: 250,
+            silence_ms: 700,
+            max_gap_ms: 200,
+            min_snr_db: 5.0,
+        }
     }
 }
 
@@ -61,6 +85,9 @@ impl VadConfig {
         }
         if self.silence_ms < 20 {
             return Err(VadError::SilenceTooShort(self.silence_ms));
+        }
+        if !(0.0..=40.0).contains(&self.min_snr_db) {
+            return Err(VadError::Snr(self.min_snr_db));
         }
         Ok(self)
     }
@@ -117,11 +144,15 @@ pub struct Vad {
     block: [i16; BLOCK],
     filled: usize,
     last_score: f32,
+    band: BandEnergy,
 }
 
 impl fmt::Debug for Vad {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Vad").field("filled", &self.filled).field("last_score", &self.last_score).finish()
+        f.debug_struct("Vad")
+            .field("filled", &self.filled)
+            .field("last_score", &self.last_score)
+            .finish()
     }
 }
 
@@ -133,7 +164,21 @@ impl Default for Vad {
 
 impl Vad {
     pub fn new() -> Self {
-        Self { detector: earshot::Detector::default_boxed(), block: [0; BLOCK], filled: 0, last_score: 0.0 }
+        Self {
+            detector: earshot::Detector::default_boxed(),
+            block: [0; BLOCK],
+            filled: 0,
+            last_score: 0.0,
+            band: BandEnergy::default(),
+        }
+    }
+
+    /// Score and speech-band energy of one frame of 16 kHz audio.
+    pub fn analyze(&mut self, pcm_16k: &[i16]) -> FrameAnalysis {
+        FrameAnalysis {
+            score: self.score(pcm_16k),
+            energy_db: self.band.energy_db(pcm_16k),
+        }
     }
 
     /// Score `pcm_16k`: the highest score of the 16 ms blocks completed by this call,
@@ -161,6 +206,67 @@ impl Vad {
         self.detector.reset();
         self.filled = 0;
         self.last_score = 0.0;
+        self.band = BandEnergy::default();
+    }
+}
+
+/// What [`Vad::analyze`] measured for one frame.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FrameAnalysis {
+    /// earshot's voice score, 0..=1.
+    pub score: f32,
+    /// RMS level in dB relative to i16 full scale.
+    pub energy_db: f32,
+}
+
+/// RMS level in dBFS above ~300 Hz. Low rumble (and the bulk of pink noise) swings
+/// by many dB between 20 ms frames, which would defeat the noise floor; speech
+/// energy on a phone line lives above 300 Hz anyway.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct BandEnergy {
+    x1: f32,
+    y1: f32,
+}
+
+impl BandEnergy {
+    /// exp(-2*pi*300/16000): one-pole high-pass at 300 Hz for 16 kHz input.
+    const POLE: f32 = 0.8889;
+
+    fn energy_db(&mut self, pcm: &[i16]) -> f32 {
+        if pcm.is_empty() {
+            return SILENCE_DB;
+        }
+        let mut sum = 0.0f32;
+        for &s in pcm {
+            let x = f32::from(s) / 32768.0;
+            let y = Self::POLE * (self.y1 + x - self.x1);
+            self.x1 = x;
+            self.y1 = y;
+            sum += y * y;
+        }
+        let mean = sum / pcm.len() as f32;
+        if mean <= 1e-10 {
+            SILENCE_DB
+        } else {
+            (10.0 * mean.log10()).max(SILENCE_DB)
+        }
+    }
+}
+
+/// Minimum-statistics noise floor: falls at once, rises slowly.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct NoiseFloor {
+    db: Option<f32>,
+}
+
+impl NoiseFloor {
+    fn update(&mut self, energy_db: f32, frame_ms: u64) {
+        let rise = FLOOR_RISE_DB_PER_S * frame_ms as f32 / 1000.0;
+        self.db = Some(match self.db {
+            // The first frame seeds the floor: calls start with the caller listening.
+            None => energy_db,
+            Some(f) => energy_db.min(f + rise),
+        });
     }
 }
 
@@ -168,8 +274,17 @@ impl Vad {
 enum State {
     Silence,
     /// Voice seen but not yet `min_speech_ms` of it.
-    Pending { start_ms: u64, voiced_ms: u64, gap_ms: u64, voice_end_ms: u64 },
-    Speaking { start_ms: u64, gap_ms: u64, voice_end_ms: u64 },
+    Pending {
+        start_ms: u64,
+        voiced_ms: u64,
+        gap_ms: u64,
+        voice_end_ms: u64,
+    },
+    Speaking {
+        start_ms: u64,
+        gap_ms: u64,
+        voice_end_ms: u64,
+    },
 }
 
 /// Turn and barge-in detection over a stream of 16 kHz frames.
@@ -178,11 +293,22 @@ pub struct TurnDetector {
     vad: Vad,
     config: VadConfig,
     state: State,
+    floor: NoiseFloor,
+    last: FrameAnalysis,
 }
 
 impl TurnDetector {
     pub fn new(config: VadConfig) -> Result<Self, VadError> {
-        Ok(Self { vad: Vad::new(), config: config.validate()?, state: State::Silence })
+        Ok(Self {
+            vad: Vad::new(),
+            config: config.validate()?,
+            state: State::Silence,
+            floor: NoiseFloor { db: None },
+            last: FrameAnalysis {
+                score: 0.0,
+                energy_db: SILENCE_DB,
+            },
+        })
     }
 
     pub fn config(&self) -> VadConfig {
@@ -199,11 +325,31 @@ impl TurnDetector {
         matches!(self.state, State::Speaking { .. })
     }
 
+    /// The last frame's analysis (for metrics and tuning).
+    pub fn last_analysis(&self) -> FrameAnalysis {
+        self.last
+    }
+
+    /// The tracked noise floor in dBFS, once a frame has been seen.
+    pub fn noise_floor_db(&self) -> Option<f32> {
+        self.floor.db
+    }
+
     /// Feed one frame of 16 kHz audio that starts at stream time `at_ms`.
     pub fn push_frame(&mut self, pcm_16k: &[i16], at_ms: u64) -> Events {
-        let score = self.vad.score(pcm_16k);
+        let a = self.vad.analyze(pcm_16k);
         let frame_ms = (pcm_16k.len() / SAMPLES_PER_MS) as u64;
-        self.step(score >= self.config.threshold, at_ms, frame_ms)
+        let voiced = self.is_voiced(a);
+        self.floor.update(a.energy_db, frame_ms);
+        self.last = a;
+        self.step(voiced, at_ms, frame_ms)
+    }
+
+    fn is_voiced(&self, a: FrameAnalysis) -> bool {
+        let floor = self.floor.db.unwrap_or(SILENCE_DB);
+        a.score >= self.config.threshold
+            && a.energy_db >= ABSOLUTE_FLOOR_DB
+            && a.energy_db - floor >= self.config.min_snr_db
     }
 
     /// Advance the state machine with an already-made voiced/unvoiced decision.
@@ -217,38 +363,95 @@ impl TurnDetector {
                 out.push(VadEvent::SpeechStarted { at_ms });
                 if frame_ms >= min_speech {
                     out.push(VadEvent::SpeechConfirmed { at_ms: end_ms });
-                    State::Speaking { start_ms: at_ms, gap_ms: 0, voice_end_ms: end_ms }
+                    State::Speaking {
+                        start_ms: at_ms,
+                        gap_ms: 0,
+                        voice_end_ms: end_ms,
+                    }
                 } else {
-                    State::Pending { start_ms: at_ms, voiced_ms: frame_ms, gap_ms: 0, voice_end_ms: end_ms }
+                    State::Pending {
+                        start_ms: at_ms,
+                        voiced_ms: frame_ms,
+                        gap_ms: 0,
+                        voice_end_ms: end_ms,
+                    }
                 }
             }
-            (State::Pending { start_ms, voiced_ms, .. }, true) => {
+            (
+                State::Pending {
+                    start_ms, voiced_ms, ..
+                },
+                true,
+            ) => {
                 let voiced_ms = voiced_ms + frame_ms;
                 if voiced_ms >= min_speech {
                     out.push(VadEvent::SpeechConfirmed { at_ms: end_ms });
-                    State::Speaking { start_ms, gap_ms: 0, voice_end_ms: end_ms }
+                    State::Speaking {
+                        start_ms,
+                        gap_ms: 0,
+                        voice_end_ms: end_ms,
+                    }
                 } else {
-                    State::Pending { start_ms, voiced_ms, gap_ms: 0, voice_end_ms: end_ms }
+                    State::Pending {
+                        start_ms,
+                        voiced_ms,
+                        gap_ms: 0,
+                        voice_end_ms: end_ms,
+                    }
                 }
             }
-            (State::Pending { start_ms, voiced_ms, gap_ms, voice_end_ms }, false) => {
+            (
+                State::Pending {
+                    start_ms,
+                    voiced_ms,
+                    gap_ms,
+                    voice_end_ms,
+                },
+                false,
+            ) => {
                 let gap_ms = gap_ms + frame_ms;
                 let limit = u64::from(self.config.max_gap_ms.min(self.config.silence_ms));
                 if gap_ms >= limit {
-                    out.push(VadEvent::SpeechEnded { at_ms: voice_end_ms, duration_ms: voice_end_ms - start_ms });
+                    out.push(VadEvent::SpeechEnded {
+                        at_ms: voice_end_ms,
+                        duration_ms: voice_end_ms - start_ms,
+                    });
                     State::Silence
                 } else {
-                    State::Pending { start_ms, voiced_ms, gap_ms, voice_end_ms }
+                    State::Pending {
+                        start_ms,
+                        voiced_ms,
+                        gap_ms,
+                        voice_end_ms,
+                    }
                 }
             }
-            (State::Speaking { start_ms, .. }, true) => State::Speaking { start_ms, gap_ms: 0, voice_end_ms: end_ms },
-            (State::Speaking { start_ms, gap_ms, voice_end_ms }, false) => {
+            (State::Speaking { start_ms, .. }, true) => State::Speaking {
+                start_ms,
+                gap_ms: 0,
+                voice_end_ms: end_ms,
+            },
+            (
+                State::Speaking {
+                    start_ms,
+                    gap_ms,
+                    voice_end_ms,
+                },
+                false,
+            ) => {
                 let gap_ms = gap_ms + frame_ms;
                 if gap_ms >= u64::from(self.config.silence_ms) {
-                    out.push(VadEvent::SpeechEnded { at_ms: voice_end_ms, duration_ms: voice_end_ms - start_ms });
+                    out.push(VadEvent::SpeechEnded {
+                        at_ms: voice_end_ms,
+                        duration_ms: voice_end_ms - start_ms,
+                    });
                     State::Silence
                 } else {
-                    State::Speaking { start_ms, gap_ms, voice_end_ms }
+                    State::Speaking {
+                        start_ms,
+                        gap_ms,
+                        voice_end_ms,
+                    }
                 }
             }
         };
@@ -259,6 +462,7 @@ impl TurnDetector {
     pub fn reset(&mut self) {
         self.vad.reset();
         self.state = State::Silence;
+        self.floor = NoiseFloor { db: None };
     }
 }
 
@@ -290,10 +494,13 @@ pub mod synth {
     pub fn voiced(rate: u32, ms: u32, amp: f64, seed: u64) -> Vec<f64> {
         let n = (rate as usize) * ms as usize / 1000;
         let fs = f64::from(rate);
-        let vowels: [[f64; 3]; 5] =
-            [[730.0, 1090.0, 2440.0], [270.0, 2290.0, 3010.0], [530.0, 1840.0, 2480.0], [570.0, 840.0, 2410.0], [
-                300.0, 870.0, 2240.0,
-            ]];
+        let vowels: [[f64; 3]; 5] = [
+            [730.0, 1090.0, 2440.0],
+            [270.0, 2290.0, 3010.0],
+            [530.0, 1840.0, 2480.0],
+            [570.0, 840.0, 2410.0],
+            [300.0, 870.0, 2240.0],
+        ];
         let mut noise = Noise::new(seed);
         let mut phase = 0.0f64;
         let mut filters = [[0.0f64; 2]; 3];
@@ -376,7 +583,11 @@ pub mod synth {
     pub fn mix_at_snr(signal: &[f64], noise: &[f64], snr_db: f64) -> Vec<f64> {
         let voiced: Vec<f64> = signal.iter().copied().filter(|v| v.abs() > 1e-6).collect();
         let gain = rms_of(&voiced) / rms_of(noise).max(1e-9) / 10f64.powf(snr_db / 20.0);
-        signal.iter().zip(noise.iter().cycle()).map(|(s, n)| s + n * gain).collect()
+        signal
+            .iter()
+            .zip(noise.iter().cycle())
+            .map(|(s, n)| s + n * gain)
+            .collect()
     }
 
     pub fn to_i16(x: &[f64]) -> Vec<i16> {
@@ -400,7 +611,7 @@ mod tests {
         for (i, frame) in pcm_8k.chunks_exact(160).enumerate() {
             up.process_frame(frame, &mut wide).unwrap();
             events.extend(td.push_frame(&wide, i as u64 * 20));
-            scores.push(td.vad.last_score);
+            scores.push(td.last_analysis().score);
         }
         (events, scores)
     }
@@ -409,32 +620,280 @@ mod tests {
         parts.concat()
     }
 
+    /// (start_ms, end_ms) of each SpeechStarted..SpeechEnded pair that was confirmed.
+    fn turns(events: &[VadEvent]) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        let mut start = None;
+        let mut confirmed = false;
+        for e in events {
+            match *e {
+                VadEvent::SpeechStarted { at_ms } => (start, confirmed) = (Some(at_ms), false),
+                VadEvent::SpeechConfirmed { .. } => confirmed = true,
+                VadEvent::SpeechEnded { at_ms, duration_ms } => {
+                    let s = start.take().expect("SpeechEnded without SpeechStarted");
+                    assert_eq!(at_ms - s, duration_ms);
+                    if confirmed {
+                        out.push((s, at_ms));
+                    }
+                }
+            }
+        }
+        assert!(start.is_none(), "unterminated segment in {events:?}");
+        out
+    }
+
+    fn confirmations(events: &[VadEvent]) -> usize {
+        events
+            .iter()
+            .filter(|e| matches!(e, VadEvent::SpeechConfirmed { .. }))
+            .count()
+    }
+
+    /// 0.5 s silence, 1.2 s speech, 1 s silence, 0.8 s speech, 1 s silence.
+    fn two_utterances() -> Vec<f64> {
+        concat(&[
+            silence(8000, 500),
+            voiced(8000, 1200, 12000.0, 1),
+            silence(8000, 1000),
+            voiced(8000, 800, 9000.0, 2),
+            silence(8000, 1000),
+        ])
+    }
+
+    fn assert_two_turns(events: &[VadEvent], what: &str) {
+        let t = turns(events);
+        assert_eq!(t.len(), 2, "{what}: {events:?}");
+        let expected = [(500, 1700), (2700, 3500)];
+        for ((s, e), (xs, xe)) in t.iter().zip(expected) {
+            assert!((xs..xs + 100).contains(s), "{what}: start {s}, speech began at {xs}");
+            assert!(
+                (xe - 150..xe + 150).contains(e),
+                "{what}: end {e}, speech ended at {xe}"
+            );
+        }
+    }
+
     #[test]
-    fn scores_probe() {
-        let show = |name: &str, pcm: &[i16]| {
-            let (ev, sc) = detect(pcm, VadConfig::default());
-            let mean = sc.iter().sum::<f32>() / sc.len() as f32;
-            let max = sc.iter().cloned().fold(0.0, f32::max);
-            eprintln!("{name}: mean {mean:.2} max {max:.2} {ev:?}");
+    fn clean_speech_gives_one_turn_per_utterance() {
+        let (events, _) = detect(&to_i16(&two_utterances()), VadConfig::default());
+        assert_two_turns(&events, "clean");
+    }
+
+    #[test]
+    fn speech_in_white_and_pink_noise_at_10db_snr_is_detected() {
+        let speech = two_utterances();
+        let white_mix = mix_at_snr(&speech, &white(8000, 4500, 1.0, 11), 10.0);
+        let (events, _) = detect(&to_i16(&white_mix), VadConfig::default());
+        assert_two_turns(&events, "white 10 dB");
+        let pink_mix = mix_at_snr(&speech, &pink(8000, 4500, 1.0, 12), 10.0);
+        let (events, _) = detect(&to_i16(&pink_mix), VadConfig::default());
+        assert_two_turns(&events, "pink 10 dB");
+    }
+
+    #[test]
+    fn noise_alone_makes_no_turn() {
+        // -30 to -18 dBFS: a noisy line, loud enough that earshot alone scores it ~0.65.
+        for rms in [1000.0, 4000.0] {
+            for (kind, noise) in [
+                ("white", white(8000, 5000, rms, 21)),
+                ("pink", pink(8000, 5000, rms, 22)),
+            ] {
+                let (events, scores) = detect(&to_i16(&noise), VadConfig::default());
+                assert_eq!(confirmations(&events), 0, "{kind} noise at rms {rms}: {events:?}");
+                assert!(
+                    scores.iter().any(|&s| s >= 0.5),
+                    "{kind} {rms}: the energy gate, not the score, must reject it"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_150ms_backchannel_starts_but_never_confirms() {
+        let pcm = to_i16(&concat(&[
+            silence(8000, 500),
+            voiced(8000, 150, 12000.0, 3),
+            silence(8000, 1000),
+        ]));
+        let (events, _) = detect(&pcm, VadConfig::default());
+        assert_eq!(confirmations(&events), 0, "{events:?}");
+        assert!(
+            matches!(events.first(), Some(VadEvent::SpeechStarted { .. })),
+            "{events:?}"
+        );
+        assert!(matches!(events.last(), Some(VadEvent::SpeechEnded { duration_ms, .. }) if *duration_ms < 250));
+        // The same sound held for 600 ms is a turn.
+        let pcm = to_i16(&concat(&[
+            silence(8000, 500),
+            voiced(8000, 600, 12000.0, 3),
+            silence(8000, 1000),
+        ]));
+        assert_eq!(confirmations(&detect(&pcm, VadConfig::default()).0), 1);
+    }
+
+    #[test]
+    fn separate_backchannels_do_not_add_up_to_a_barge_in() {
+        let pcm = to_i16(&concat(&[
+            silence(8000, 500),
+            voiced(8000, 150, 12000.0, 4),
+            silence(8000, 400),
+            voiced(8000, 150, 12000.0, 5),
+            silence(8000, 1000),
+        ]));
+        let (events, _) = detect(&pcm, VadConfig::default());
+        assert_eq!(confirmations(&events), 0, "{events:?}");
+        let starts = events
+            .iter()
+            .filter(|e| matches!(e, VadEvent::SpeechStarted { .. }))
+            .count();
+        assert_eq!(starts, 2, "{events:?}");
+    }
+
+    fn fixture(bytes: &[u8]) -> Vec<i16> {
+        let wav = crate::wav::read_mono(bytes).unwrap();
+        assert_eq!(wav.sample_rate, 8000);
+        let pad = vec![0i16; 8000];
+        [pad.clone(), wav.samples, pad].concat()
+    }
+
+    #[test]
+    fn recorded_sentence_is_one_turn() {
+        let pcm = fixture(include_bytes!("../tests/fixtures/booking_8k.wav"));
+        let (events, _) = detect(&pcm, VadConfig::default());
+        let t = turns(&events);
+        assert_eq!(t.len(), 1, "{events:?}");
+        let (s, e) = t[0];
+        assert!((1000..1300).contains(&s), "{s}");
+        assert!(e - s > 2500, "whole sentence held as one turn: {s}..{e}");
+    }
+
+    #[test]
+    fn recorded_sentence_survives_noise() {
+        let clean: Vec<f64> = fixture(include_bytes!("../tests/fixtures/booking_8k.wav"))
+            .iter()
+            .map(|&s| f64::from(s))
+            .collect();
+        let noisy = mix_at_snr(&clean, &pink(8000, 2000, 1.0, 31), 10.0);
+        let (events, _) = detect(&to_i16(&noisy), VadConfig::default());
+        assert!(!turns(&events).is_empty(), "{events:?}");
+    }
+
+    #[test]
+    fn min_speech_is_per_agent() {
+        let pcm = fixture(include_bytes!("../tests/fixtures/uhhuh_8k.wav"));
+        let lenient = VadConfig::default();
+        assert_eq!(
+            confirmations(&detect(&pcm, lenient).0),
+            1,
+            "a 0.5 s uh-huh is a turn at 250 ms"
+        );
+        let strict = VadConfig {
+            min_speech_ms: 800,
+            ..VadConfig::default()
         };
-        for rms in [300.0, 1000.0, 2000.0, 4000.0] {
-            show(&format!("white {rms}"), &to_i16(&white(8000, 3000, rms, 3)));
-            show(&format!("pink {rms}"), &to_i16(&pink(8000, 3000, rms, 3)));
+        assert_eq!(confirmations(&detect(&pcm, strict).0), 0, "not at 800 ms");
+    }
+
+    #[test]
+    fn state_machine_timing() {
+        let cfg = VadConfig {
+            min_speech_ms: 60,
+            silence_ms: 100,
+            max_gap_ms: 40,
+            ..VadConfig::default()
+        };
+        let mut td = TurnDetector::new(cfg).unwrap();
+        let mut run = |voiced: bool, at: u64| td.step(voiced, at, 20).collect::<Vec<_>>();
+        assert_eq!(run(true, 1000), vec![VadEvent::SpeechStarted { at_ms: 1000 }]);
+        assert_eq!(run(false, 1020), vec![], "one unvoiced frame is below max_gap");
+        assert_eq!(run(true, 1040), vec![]);
+        assert_eq!(
+            run(true, 1060),
+            vec![VadEvent::SpeechConfirmed { at_ms: 1080 }],
+            "60 ms voiced, gap not counted"
+        );
+        for at in [1080, 1100, 1120, 1140] {
+            assert_eq!(run(false, at), vec![]);
         }
-        let sp = concat(&[silence(8000, 500), voiced(8000, 1500, 12000.0, 1), silence(8000, 1000)]);
-        for snr in [20.0, 10.0, 5.0] {
-            show(&format!("voiced+white snr {snr}"), &to_i16(&mix_at_snr(&sp, &white(8000, 3000, 1.0, 5), snr)));
-            show(&format!("voiced+pink snr {snr}"), &to_i16(&mix_at_snr(&sp, &pink(8000, 3000, 1.0, 5), snr)));
+        assert_eq!(
+            run(false, 1160),
+            vec![VadEvent::SpeechEnded {
+                at_ms: 1080,
+                duration_ms: 80
+            }]
+        );
+        assert_eq!(run(false, 1180), vec![]);
+    }
+
+    #[test]
+    fn start_and_confirm_can_share_a_frame() {
+        let cfg = VadConfig {
+            min_speech_ms: 20,
+            ..VadConfig::default()
+        };
+        let mut td = TurnDetector::new(cfg).unwrap();
+        let ev: Vec<_> = td.step(true, 40, 20).collect();
+        assert_eq!(
+            ev,
+            vec![
+                VadEvent::SpeechStarted { at_ms: 40 },
+                VadEvent::SpeechConfirmed { at_ms: 60 }
+            ]
+        );
+        assert!(td.is_speaking());
+        td.reset();
+        assert!(!td.in_speech());
+    }
+
+    #[test]
+    fn config_is_validated() {
+        let bad = |c: VadConfig| TurnDetector::new(c).unwrap_err();
+        assert_eq!(
+            bad(VadConfig {
+                threshold: 1.5,
+                ..VadConfig::default()
+            }),
+            VadError::Threshold(1.5)
+        );
+        assert_eq!(
+            bad(VadConfig {
+                silence_ms: 0,
+                ..VadConfig::default()
+            }),
+            VadError::SilenceTooShort(0)
+        );
+        assert_eq!(
+            bad(VadConfig {
+                min_snr_db: -1.0,
+                ..VadConfig::default()
+            }),
+            VadError::Snr(-1.0)
+        );
+    }
+
+    #[test]
+    fn noise_floor_tracks_down_fast_and_up_slowly() {
+        let mut td = TurnDetector::new(VadConfig::default()).unwrap();
+        // Alternating samples (8 kHz tone) pass the 300 Hz high-pass untouched; DC would not.
+        let tone = |amp: i16| {
+            (0..320)
+                .map(|i| if i % 2 == 0 { amp } else { -amp })
+                .collect::<Vec<i16>>()
+        };
+        let (loud, quiet) = (tone(8000), tone(300));
+        td.push_frame(&loud, 0);
+        let high = td.noise_floor_db().unwrap();
+        td.push_frame(&quiet, 20);
+        let low = td.noise_floor_db().unwrap();
+        assert!(high - low > 20.0, "{high} -> {low}");
+        for i in 0..50 {
+            td.push_frame(&loud, 40 + i * 20);
         }
-        let b = crate::wav::read_mono(include_bytes!("../tests/fixtures/booking_8k.wav")).unwrap();
-        show("booking", &b.samples);
-        let (_, sc) = detect(&b.samples, VadConfig::default());
-        eprintln!("{:?}", sc.iter().map(|s| (s * 100.0) as i32).collect::<Vec<_>>());
-        let u = crate::wav::read_mono(include_bytes!("../tests/fixtures/uhhuh_8k.wav")).unwrap();
-        let (_, sc) = detect(&u.samples, VadConfig::default());
-        eprintln!("{:?}", sc.iter().map(|s| (s * 100.0) as i32).collect::<Vec<_>>());
-        let short = concat(&[silence(8000, 500), voiced(8000, 150, 12000.0, 1), silence(8000, 1000)]);
-        let (ev, sc) = detect(&to_i16(&short), VadConfig::default());
-        eprintln!("150ms {ev:?} {:?}", sc.iter().map(|s| (s * 100.0) as i32).collect::<Vec<_>>());
+        let after_1s = td.noise_floor_db().unwrap();
+        assert!(
+            (after_1s - low - FLOOR_RISE_DB_PER_S).abs() < 0.5,
+            "rose {} dB in 1 s",
+            after_1s - low
+        );
     }
 }

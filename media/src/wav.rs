@@ -67,7 +67,9 @@ pub fn read_mono(bytes: &[u8]) -> Result<MonoWav, WavError> {
         let body = pos + 8;
         match id {
             b"fmt " => {
-                let f = bytes.get(body..body + size.min(40)).ok_or(WavError::MissingChunk("fmt "))?;
+                let f = bytes
+                    .get(body..body + size.min(40))
+                    .ok_or(WavError::MissingChunk("fmt "))?;
                 let mut tag = u16_at(f, 0).ok_or(WavError::MissingChunk("fmt "))?;
                 if tag == FORMAT_EXTENSIBLE {
                     // The real format is the first two bytes of the SubFormat GUID.
@@ -86,7 +88,11 @@ pub fn read_mono(bytes: &[u8]) -> Result<MonoWav, WavError> {
                     )));
                 }
                 // Streaming writers put a placeholder size (0 or 0xFFFFFFFF): take what is there.
-                let end = if size == 0 { bytes.len() } else { body.saturating_add(size).min(bytes.len()) };
+                let end = if size == 0 {
+                    bytes.len()
+                } else {
+                    body.saturating_add(size).min(bytes.len())
+                };
                 let data = &bytes[body..end];
                 let samples = data.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect();
                 return Ok(MonoWav { sample_rate, samples });
@@ -154,9 +160,15 @@ pub struct StereoRecorder {
 impl StereoRecorder {
     /// A recorder at `sample_rate` (8000 for phone audio) holding at most `max_duration_ms`.
     pub fn new(sample_rate: u32, max_duration_ms: u64) -> Self {
-        let max_samples = usize::try_from(max_duration_ms.saturating_mul(u64::from(sample_rate)) / 1000)
-            .unwrap_or(usize::MAX);
-        Self { sample_rate, max_samples, max_ms: max_duration_ms, caller: Vec::new(), bot: Vec::new() }
+        let max_samples =
+            usize::try_from(max_duration_ms.saturating_mul(u64::from(sample_rate)) / 1000).unwrap_or(usize::MAX);
+        Self {
+            sample_rate,
+            max_samples,
+            max_ms: max_duration_ms,
+            caller: Vec::new(),
+            bot: Vec::new(),
+        }
     }
 
     pub fn sample_rate(&self) -> u32 {
@@ -174,7 +186,10 @@ impl StereoRecorder {
         let start = usize::try_from(at_ms.saturating_mul(u64::from(self.sample_rate)) / 1000).unwrap_or(usize::MAX);
         let end = start.saturating_add(pcm.len());
         if end > self.max_samples {
-            return Err(WavError::TooLong { at_ms, max_ms: self.max_ms });
+            return Err(WavError::TooLong {
+                at_ms,
+                max_ms: self.max_ms,
+            });
         }
         let track = match side {
             Side::Caller => &mut self.caller,
@@ -265,7 +280,8 @@ mod tests {
     #[test]
     fn ulaw_pushes_decode_and_advance_time() {
         let mut rec = StereoRecorder::new(8000, 10_000);
-        rec.push_ulaw(Side::Bot, 100, &[crate::ulaw::encode(1000); 800]).unwrap();
+        rec.push_ulaw(Side::Bot, 100, &[crate::ulaw::encode(1000); 800])
+            .unwrap();
         let (_, l, r) = split_stereo(&rec.to_wav_bytes());
         assert_eq!(r.len(), 800 + 800);
         assert!(r[..800].iter().all(|&s| s == 0));
@@ -278,8 +294,17 @@ mod tests {
     fn recording_limit_is_enforced() {
         let mut rec = StereoRecorder::new(8000, 1000);
         assert!(rec.push(Side::Caller, 980, &[1; 160]).is_ok());
-        assert!(matches!(rec.push(Side::Caller, 990, &[1; 160]), Err(WavError::TooLong { at_ms: 990, max_ms: 1000 })));
-        assert!(matches!(rec.push(Side::Bot, u64::MAX, &[1; 1]), Err(WavError::TooLong { .. })));
+        assert!(matches!(
+            rec.push(Side::Caller, 990, &[1; 160]),
+            Err(WavError::TooLong {
+                at_ms: 990,
+                max_ms: 1000
+            })
+        ));
+        assert!(matches!(
+            rec.push(Side::Bot, u64::MAX, &[1; 1]),
+            Err(WavError::TooLong { .. })
+        ));
         assert_eq!(rec.duration_ms(), 1000);
     }
 
@@ -291,7 +316,13 @@ mod tests {
             write_mono(&mut buf, rate, &samples).unwrap();
             assert_eq!(buf.len(), 44 + 2002);
             let wav = read_mono(&buf).unwrap();
-            assert_eq!(wav, MonoWav { sample_rate: rate, samples });
+            assert_eq!(
+                wav,
+                MonoWav {
+                    sample_rate: rate,
+                    samples
+                }
+            );
         }
     }
 
@@ -317,7 +348,10 @@ mod tests {
         assert!(matches!(read_mono(b"not a wav file at all"), Err(WavError::NotWave)));
         let mut rec = StereoRecorder::new(8000, 1000);
         rec.push(Side::Caller, 0, &[1; 10]).unwrap();
-        assert!(matches!(read_mono(&rec.to_wav_bytes()), Err(WavError::Unsupported(_))), "stereo refused");
+        assert!(
+            matches!(read_mono(&rec.to_wav_bytes()), Err(WavError::Unsupported(_))),
+            "stereo refused"
+        );
         let mut buf = Vec::new();
         write_mono(&mut buf, 8000, &[1]).unwrap();
         buf[34] = 8; // 8-bit
@@ -330,6 +364,9 @@ mod tests {
         let wav = read_mono(include_bytes!("../tests/fixtures/booking_8k.wav")).unwrap();
         assert_eq!(wav.sample_rate, 8000);
         assert!(wav.duration_ms() > 2000, "{} ms", wav.duration_ms());
-        assert!(wav.samples.iter().any(|&s| s.unsigned_abs() > 5000), "has speech energy");
+        assert!(
+            wav.samples.iter().any(|&s| s.unsigned_abs() > 5000),
+            "has speech energy"
+        );
     }
 }

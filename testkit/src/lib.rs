@@ -44,7 +44,10 @@ pub fn redis_url() -> String {
 }
 
 fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty()).unwrap_or_else(|| default.to_owned())
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| default.to_owned())
 }
 
 /// A random Redis key prefix, so concurrent tests never see each other's keys.
@@ -71,7 +74,10 @@ pub async fn postgres_url_for_test() -> anyhow::Result<TestDatabase> {
         .await
         .with_context(|| format!("PostgreSQL at SWITCHBOARD_TEST_POSTGRES_URL ({admin_url}) is unreachable"))?;
     // The name is generated above from hex digits, so interpolating it is safe.
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.context("CREATE DATABASE")?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .context("CREATE DATABASE")?;
     conn.close().await.ok();
     let url = replace_db_name(&admin_url, &name)?;
     Ok(TestDatabase { url, name, admin_url })
@@ -82,7 +88,9 @@ fn replace_db_name(url: &str, name: &str) -> anyhow::Result<String> {
         Some((base, query)) => (base, Some(query)),
         None => (url, None),
     };
-    let Some(scheme_end) = base.find("://") else { bail!("not a URL: {url}") };
+    let Some(scheme_end) = base.find("://") else {
+        bail!("not a URL: {url}")
+    };
     let after = scheme_end + 3;
     let prefix = match base[after..].find('/') {
         Some(slash) => &base[..after + slash],
@@ -101,10 +109,18 @@ impl Drop for TestDatabase {
         // Drop runs inside the test's runtime, which cannot be blocked on; a
         // separate thread with its own small runtime can.
         let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             runtime.block_on(async {
                 let mut conn = sqlx::PgConnection::connect(&admin_url).await.ok()?;
-                sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await.ok()?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut conn)
+                .await
+                .ok()?;
                 conn.close().await.ok()
             })
         });
@@ -162,7 +178,9 @@ pub struct TestApp {
 
 impl std::fmt::Debug for TestApp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestApp").field("base_url", &self.base_url).finish_non_exhaustive()
+        f.debug_struct("TestApp")
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -205,7 +223,10 @@ impl TestApp {
             // A dropped sender (TestApp dropped without stop) also stops the engine.
             let _ = stopped.await;
         }));
-        let client = reqwest::Client::builder().cookie_store(true).build().context("http client")?;
+        let client = reqwest::Client::builder()
+            .cookie_store(true)
+            .build()
+            .context("http client")?;
         Ok(TestApp {
             base_url: format!("http://{addr}"),
             addr,
@@ -230,7 +251,9 @@ impl TestApp {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
-            task.await.context("engine task panicked")?.context("engine stopped with an error")?;
+            task.await
+                .context("engine task panicked")?
+                .context("engine stopped with an error")?;
         }
         // Keep the database until the engine has closed its pool.
         drop(self.database.take());
@@ -240,7 +263,15 @@ impl TestApp {
     /// A tenant with a unique name.
     pub async fn create_tenant(&self) -> anyhow::Result<Tenant> {
         let name = format!("Tenant {}", uuid::Uuid::new_v4().simple());
-        Ok(self.store.tenants().create(NewTenant { name, notification_email: None, max_concurrent_calls: 10 }).await?)
+        Ok(self
+            .store
+            .tenants()
+            .create(NewTenant {
+                name,
+                notification_email: None,
+                max_concurrent_calls: 10,
+            })
+            .await?)
     }
 
     /// A user with a random email and password through the real store. A
@@ -251,12 +282,21 @@ impl TestApp {
             (_, Some(id)) => Some(id),
             (_, None) => Some(self.create_tenant().await?.id),
         };
-        let email = format!("{}-{}@test.example", role.as_str().replace('_', "-"), uuid::Uuid::new_v4().simple());
+        let email = format!(
+            "{}-{}@test.example",
+            role.as_str().replace('_', "-"),
+            uuid::Uuid::new_v4().simple()
+        );
         let password = format!("pw-{}", uuid::Uuid::new_v4().simple());
         let user = self
             .store
             .users()
-            .create(NewUser { tenant_id, email: email.clone(), password: Secret::new(password.clone()), role })
+            .create(NewUser {
+                tenant_id,
+                email: email.clone(),
+                password: Secret::new(password.clone()),
+                role,
+            })
             .await?;
         Ok(TestUser { user, email, password })
     }
@@ -271,7 +311,10 @@ impl TestApp {
             .await?;
         let status = response.status();
         if !status.is_success() {
-            bail!("login failed with {status}: {}", response.text().await.unwrap_or_default());
+            bail!(
+                "login failed with {status}: {}",
+                response.text().await.unwrap_or_default()
+            );
         }
         Ok(response.json().await?)
     }
@@ -295,7 +338,10 @@ mod tests {
             replace_db_name("postgres://postgres:pw@127.0.0.1:5432/postgres?sslmode=disable", "sb_x").expect("url"),
             "postgres://postgres:pw@127.0.0.1:5432/sb_x?sslmode=disable"
         );
-        assert_eq!(replace_db_name("postgres://h", "sb_y").expect("url"), "postgres://h/sb_y");
+        assert_eq!(
+            replace_db_name("postgres://h", "sb_y").expect("url"),
+            "postgres://h/sb_y"
+        );
         assert!(replace_db_name("nonsense", "x").is_err());
     }
 
@@ -320,6 +366,9 @@ mod tests {
         assert!(app.login(&owner.email, "wrong-password").await.is_err());
         let addr = app.addr;
         app.stop().await.expect("clean stop");
-        assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "still listening after stop");
+        assert!(
+            tokio::net::TcpStream::connect(addr).await.is_err(),
+            "still listening after stop"
+        );
     }
 }

@@ -23,7 +23,7 @@ pub struct Health {
 pub struct Ready {
     /// Always `ready` (failures are 503 errors).
     pub status: String,
-    /// `in_process` or `redis`.
+    /// `in-process` or `redis`.
     pub bus: String,
     pub live_calls: usize,
     pub live_conversations: usize,

@@ -70,7 +70,14 @@ pub async fn create(
     let body = body?;
     let tenant = state.store().tenants().create(body.value).await?;
     caller
-        .audit(&state, "create", "tenant", tenant.id, Some(tenant.id), serde_json::json!({ "fields": body.fields }))
+        .audit(
+            &state,
+            "create",
+            "tenant",
+            tenant.id,
+            Some(tenant.id),
+            serde_json::json!({ "fields": body.fields }),
+        )
         .await;
     Ok((StatusCode::CREATED, Json(tenant)))
 }
@@ -114,7 +121,14 @@ pub async fn update(
     let body = body?;
     let tenant = state.store().tenants().update(caller.scope, id, body.value).await?;
     caller
-        .audit(&state, "update", "tenant", tenant.id, Some(tenant.id), serde_json::json!({ "fields": body.fields }))
+        .audit(
+            &state,
+            "update",
+            "tenant",
+            tenant.id,
+            Some(tenant.id),
+            serde_json::json!({ "fields": body.fields }),
+        )
         .await;
     Ok(Json(tenant))
 }
@@ -139,7 +153,9 @@ pub async fn delete(
     let Path(id) = id?;
     state.store().tenants().delete(caller.scope, id).await?;
     // The tenant's own audit rows cascade away with it, so record this one platform-wide.
-    caller.audit(&state, "delete", "tenant", id, None, serde_json::json!({})).await;
+    caller
+        .audit(&state, "delete", "tenant", id, None, serde_json::json!({}))
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -89,7 +89,14 @@ pub async fn create(
     }
     let user = state.store().users().create(new).await?;
     caller
-        .audit(&state, "create", "user", user.id, user.tenant_id, serde_json::json!({ "fields": fields, "role": user.role }))
+        .audit(
+            &state,
+            "create",
+            "user",
+            user.id,
+            user.tenant_id,
+            serde_json::json!({ "fields": fields, "role": user.role }),
+        )
         .await;
     Ok((StatusCode::CREATED, Json(user)))
 }
@@ -148,7 +155,14 @@ pub async fn update(
         state.store().sessions().revoke_all_for_user(user.id).await?;
     }
     caller
-        .audit(&state, "update", "user", user.id, user.tenant_id, serde_json::json!({ "fields": fields }))
+        .audit(
+            &state,
+            "update",
+            "user",
+            user.id,
+            user.tenant_id,
+            serde_json::json!({ "fields": fields }),
+        )
         .await;
     Ok(Json(user))
 }
@@ -177,7 +191,9 @@ pub async fn delete(
         return Err(ApiError::Forbidden);
     }
     users.delete(caller.scope, id).await?;
-    caller.audit(&state, "delete", "user", id, target.tenant_id, serde_json::json!({})).await;
+    caller
+        .audit(&state, "delete", "user", id, target.tenant_id, serde_json::json!({}))
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -11,7 +11,8 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
-use switchboard_api::{AppState, BusHealth, LiveCounts, router};
+use switchboard_api::{AppState, LiveCounts, router};
+use switchboard_bus::Bus;
 use switchboard_config::{SecretString, Settings};
 use switchboard_domain::{NewTenant, NewUser, Role, Secret, Tenant, TenantId, User};
 use switchboard_store::Store;
@@ -19,21 +20,6 @@ use tower::ServiceExt;
 
 pub const PASSWORD: &str = "correct horse battery staple";
 pub const JWT_SECRET: &str = "test-jwt-secret-that-is-at-least-32-bytes-long";
-
-/// The bus probe: in tests the bus is in-process and always up, or forced down.
-pub struct TestBus {
-    pub up: bool,
-}
-
-impl BusHealth for TestBus {
-    fn ping(&self) -> futures::future::BoxFuture<'_, Result<(), String>> {
-        let up = self.up;
-        Box::pin(async move { if up { Ok(()) } else { Err("bus is down".to_owned()) } })
-    }
-    fn kind(&self) -> &'static str {
-        "in_process"
-    }
-}
 
 /// No actors run in API tests.
 pub struct NoLive;
@@ -91,22 +77,16 @@ pub fn test_settings() -> Settings {
 
 impl TestApp {
     pub async fn new() -> TestApp {
-        Self::with(test_settings(), true).await
+        Self::with(test_settings(), Bus::in_process()).await
     }
 
-    pub async fn with(settings: Settings, bus_up: bool) -> TestApp {
+    pub async fn with(settings: Settings, bus: Bus) -> TestApp {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("api.db").display());
         let store = Store::connect(&url, 4, [7; 32]).await.expect("connect store");
         store.migrate().await.expect("migrate");
-        let state = AppState::new(
-            store.clone(),
-            TestBus { up: bus_up },
-            NoLive,
-            &settings,
-            &SecretString::new(JWT_SECRET),
-        )
-        .expect("state");
+        let state =
+            AppState::new(store.clone(), bus, NoLive, &settings, &SecretString::new(JWT_SECRET)).expect("state");
         let tenant = |name: &str| NewTenant {
             name: name.to_owned(),
             notification_email: None,
@@ -146,7 +126,12 @@ impl TestApp {
 
     pub async fn login(&self, email: &str, password: &str) -> Session {
         let res = self
-            .send(json_request(Method::POST, "/api/v1/auth/login", None, Some(serde_json::json!({"email": email, "password": password}))))
+            .send(json_request(
+                Method::POST,
+                "/api/v1/auth/login",
+                None,
+                Some(serde_json::json!({"email": email, "password": password})),
+            ))
             .await;
         assert_eq!(res.status, StatusCode::OK, "login failed: {}", res.text);
         let cookies: Vec<String> = res
@@ -166,7 +151,8 @@ impl TestApp {
 
     pub async fn send(&self, mut req: Request<Body>) -> Response {
         if req.extensions().get::<ConnectInfo<SocketAddr>>().is_none() {
-            req.extensions_mut().insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
+            req.extensions_mut()
+                .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
         }
         let res = self.app.clone().oneshot(req).await.expect("infallible router");
         let status = res.status();
