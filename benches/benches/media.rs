@@ -3,7 +3,13 @@
 //! - `twilio_parse`: parse one inbound `media` JSON frame.
 //! - `resample_8k_16k`, `resample_24k_8k`: one 20 ms block through the resampler.
 //! - `vad_frame`: one 16 kHz frame through the turn detector.
-//! - `inbound_frame`: JSON parse + base64 + μ-law + 8->16 kHz + VAD.
+//! - `inbound_frame`: JSON parse + base64 + μ-law + 8->16 kHz + VAD, over a 10 s
+//!   caller leg that is 30% speech (1.2 s, 0.3 s backchannel, 1.5 s) and 70% a quiet
+//!   line (-60 dBFS hiss): the caller mostly listens while the agent talks.
+//! - `inbound_frame_silence`: the same path on a quiet line only (the energy gates
+//!   keep earshot asleep).
+//! - `inbound_frame_speech`: the same path on continuous speech (earshot runs on
+//!   every 16 ms block).
 //! - `outbound_frame`: player `poll_frame` + `OutboundWriter::media` (+ mark when due).
 
 use std::hint::black_box;
@@ -14,7 +20,7 @@ use switchboard_media::player::{Player, PlayerConfig};
 use switchboard_media::resample::{Alignment, Resampler};
 use switchboard_media::twilio::{InboundEvent, OutboundWriter, parse_inbound};
 use switchboard_media::ulaw;
-use switchboard_media::vad::synth::{silence, to_i16, voiced};
+use switchboard_media::vad::synth::{silence, to_i16, voiced, white};
 use switchboard_media::vad::{TurnDetector, VadConfig};
 
 const SID: &str = "MZ0123456789abcdef0123456789abcdef";
@@ -22,6 +28,41 @@ const SID: &str = "MZ0123456789abcdef0123456789abcdef";
 /// Speech then silence at 8 kHz, so the VAD sees both states across iterations.
 fn caller_audio() -> Vec<i16> {
     to_i16(&[voiced(8000, 1000, 12000.0, 1), silence(8000, 1000)].concat())
+}
+
+/// A quiet phone line: hiss at about -60 dBFS, below the VAD's absolute floor.
+fn quiet_line(ms: u32, seed: u64) -> Vec<f64> {
+    white(8000, ms, 33.0, seed)
+}
+
+/// The typical caller leg `inbound_frame` runs: 10 s, 30% speech.
+fn typical_call() -> Vec<i16> {
+    to_i16(
+        &[
+            quiet_line(2000, 11),
+            voiced(8000, 1200, 12000.0, 1),
+            quiet_line(2500, 12),
+            voiced(8000, 300, 9000.0, 2),
+            quiet_line(2500, 13),
+            voiced(8000, 1500, 11000.0, 3),
+        ]
+        .concat(),
+    )
+}
+
+/// Run `inbound_frame`-style iterations over `frames`, looping.
+fn bench_inbound(c: &mut Criterion, name: &str, frames: &[String]) {
+    c.bench_function(name, |b| {
+        let mut inbound = InboundAudio::new(VadConfig::default()).expect("valid config");
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) % frames.len();
+            match parse_inbound(black_box(&frames[i]), 4096) {
+                Ok(InboundEvent::Media(m)) => black_box(inbound.on_media(&m).map(|f| f.pcm_16k.len()).ok()),
+                _ => None,
+            }
+        })
+    });
 }
 
 fn twilio_frames(pcm: &[i16]) -> Vec<String> {
@@ -95,17 +136,14 @@ fn benches(c: &mut Criterion) {
         })
     });
 
-    c.bench_function("inbound_frame", |b| {
-        let mut inbound = InboundAudio::new(VadConfig::default()).expect("valid config");
-        let mut i = 0;
-        b.iter(|| {
-            i = (i + 1) % frames.len();
-            match parse_inbound(black_box(&frames[i]), 4096) {
-                Ok(InboundEvent::Media(m)) => black_box(inbound.on_media(&m).map(|f| f.pcm_16k.len()).ok()),
-                _ => None,
-            }
-        })
-    });
+    bench_inbound(c, "inbound_frame", &twilio_frames(&typical_call()));
+    bench_inbound(
+        c,
+        "inbound_frame_silence",
+        &twilio_frames(&to_i16(&quiet_line(2000, 14))),
+    );
+    let speech = to_i16(&[voiced(8000, 1000, 12000.0, 1), voiced(8000, 1000, 9000.0, 2)].concat());
+    bench_inbound(c, "inbound_frame_speech", &twilio_frames(&speech));
 
     c.bench_function("outbound_frame", |b| {
         let mut player = Player::new(PlayerConfig::default()).expect("valid config");

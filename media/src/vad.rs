@@ -21,6 +21,20 @@
 //!   silence (or `max_gap_ms` for an unconfirmed start). Every `SpeechStarted` is
 //!   closed by exactly one `SpeechEnded`.
 //!
+//! Cost: earshot is ~10-14 µs per 16 ms block, several times everything else on
+//! the inbound path, and most of a call is the caller listening. [`TurnDetector`]
+//! therefore measures the cheap energy gates first and runs earshot only when a
+//! frame could be voiced at all (or while speech or the short hangover after a gate
+//! opening is in progress). earshot is streaming (a 48 ms sample ring, 3 frames of
+//! feature context and a recurrent state), so skipped blocks would leave it looking
+//! at stale audio: while asleep the detector keeps the last [`PREROLL_BLOCKS`]
+//! blocks in a fixed ring and replays them on wake-up. A gap no longer than the ring
+//! is replayed whole, so the model sees exactly the audio it would have seen
+//! running continuously; after a longer gap the sample ring and feature context are
+//! exact again and only the slow recurrent state carries the older history.
+//! Decisions cannot change on skipped frames: they fail the energy gates, and a
+//! frame is voiced only if it passes them.
+//!
 //! Nothing here allocates after construction; the detector state (about 8 KiB)
 //! lives on the heap so the struct is cheap to move.
 
@@ -37,6 +51,15 @@ const ABSOLUTE_FLOOR_DB: f32 = -55.0;
 const FLOOR_RISE_DB_PER_S: f32 = 5.0;
 /// Energy of digital silence, instead of minus infinity.
 const SILENCE_DB: f32 = -100.0;
+/// Blocks of audio kept while earshot sleeps and replayed when it wakes (64 ms).
+/// Four is the least that makes its sample ring (3 blocks) and the windows behind
+/// its 3 frames of feature context exact again.
+pub const PREROLL_BLOCKS: usize = 4;
+/// How long earshot stays awake after the energy gate last passed. Its recurrent
+/// state needs about 5 blocks to settle after a wake-up (scores climb from ~0.4),
+/// so a run of near-threshold frames, or a word resuming after a quiet consonant,
+/// is scored by a settled, continuous model rather than by one re-entry after another.
+pub const HANGOVER_MS: u64 = 200;
 
 /// Why a VAD configuration was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -139,12 +162,25 @@ impl Iterator for Events {
 }
 
 /// Frame-level voice scores from earshot, for 16 kHz mono i16 audio of any frame size.
+///
+/// [`Vad::score`] and [`Vad::analyze`] always run the model. The turn detector
+/// instead feeds frames through `feed`, which lets the model sleep through frames
+/// the energy gates rule out and replays the [`PREROLL_BLOCKS`] most recent blocks
+/// when it wakes.
 pub struct Vad {
     detector: Box<earshot::Detector>,
     block: [i16; BLOCK],
     filled: usize,
     last_score: f32,
     band: BandEnergy,
+    /// Whether the model saw every block up to the current one.
+    awake: bool,
+    /// Blocks completed while asleep, oldest at `preroll_next` once the ring is full.
+    preroll: [[i16; BLOCK]; PREROLL_BLOCKS],
+    preroll_len: usize,
+    preroll_next: usize,
+    /// Blocks scored so far (replayed ones included), for tests and metrics.
+    evaluations: u64,
 }
 
 impl fmt::Debug for Vad {
@@ -152,6 +188,8 @@ impl fmt::Debug for Vad {
         f.debug_struct("Vad")
             .field("filled", &self.filled)
             .field("last_score", &self.last_score)
+            .field("awake", &self.awake)
+            .field("evaluations", &self.evaluations)
             .finish()
     }
 }
@@ -170,6 +208,12 @@ impl Vad {
             filled: 0,
             last_score: 0.0,
             band: BandEnergy::default(),
+            // A fresh detector has seen nothing, which is what it would have seen.
+            awake: true,
+            preroll: [[0; BLOCK]; PREROLL_BLOCKS],
+            preroll_len: 0,
+            preroll_next: 0,
+            evaluations: 0,
         }
     }
 
@@ -178,28 +222,72 @@ impl Vad {
         FrameAnalysis {
             score: self.score(pcm_16k),
             energy_db: self.band.energy_db(pcm_16k),
+            scored: true,
         }
     }
 
     /// Score `pcm_16k`: the highest score of the 16 ms blocks completed by this call,
     /// or the previous score when no block completed (frames shorter than 16 ms).
-    pub fn score(&mut self, mut pcm_16k: &[i16]) -> f32 {
+    pub fn score(&mut self, pcm_16k: &[i16]) -> f32 {
+        self.feed(pcm_16k, true).unwrap_or(self.last_score)
+    }
+
+    /// How many 16 ms blocks earshot has scored since construction or [`Vad::reset`].
+    pub fn evaluations(&self) -> u64 {
+        self.evaluations
+    }
+
+    /// Gather `pcm_16k` into 16 ms blocks. With `run_model`, score each completed
+    /// block (replaying the pre-roll first if the model was asleep) and return the
+    /// frame's score as [`Vad::score`] does; without it, put the model to sleep,
+    /// keep the blocks in the pre-roll ring and return `None`.
+    fn feed(&mut self, mut pcm_16k: &[i16], run_model: bool) -> Option<f32> {
+        if !run_model {
+            self.awake = false;
+        }
         let mut best: Option<f32> = None;
         while !pcm_16k.is_empty() {
             let take = (BLOCK - self.filled).min(pcm_16k.len());
             self.block[self.filled..self.filled + take].copy_from_slice(&pcm_16k[..take]);
             self.filled += take;
             pcm_16k = &pcm_16k[take..];
-            if self.filled == BLOCK {
-                self.filled = 0;
-                let s = self.detector.predict_i16(&self.block);
-                best = Some(best.map_or(s, |b: f32| b.max(s)));
+            if self.filled < BLOCK {
+                break;
             }
+            self.filled = 0;
+            if run_model {
+                if !self.awake {
+                    self.wake();
+                }
+                let s = self.detector.predict_i16(&self.block);
+                self.evaluations += 1;
+                best = Some(best.map_or(s, |b: f32| b.max(s)));
+            } else {
+                self.preroll[self.preroll_next] = self.block;
+                self.preroll_next = (self.preroll_next + 1) % PREROLL_BLOCKS;
+                self.preroll_len = (self.preroll_len + 1).min(PREROLL_BLOCKS);
+            }
+        }
+        if !run_model {
+            return None;
         }
         if let Some(s) = best {
             self.last_score = s;
         }
-        self.last_score
+        Some(self.last_score)
+    }
+
+    /// Replay the blocks skipped while asleep (at most the last [`PREROLL_BLOCKS`]),
+    /// oldest first; their scores belong to frames already decided and are dropped.
+    fn wake(&mut self) {
+        let oldest = (self.preroll_next + PREROLL_BLOCKS - self.preroll_len) % PREROLL_BLOCKS;
+        for i in 0..self.preroll_len {
+            self.detector.predict_i16(&self.preroll[(oldest + i) % PREROLL_BLOCKS]);
+        }
+        self.evaluations += self.preroll_len as u64;
+        self.preroll_len = 0;
+        self.preroll_next = 0;
+        self.awake = true;
     }
 
     pub fn reset(&mut self) {
@@ -207,16 +295,22 @@ impl Vad {
         self.filled = 0;
         self.last_score = 0.0;
         self.band = BandEnergy::default();
+        self.awake = true;
+        self.preroll_len = 0;
+        self.preroll_next = 0;
+        self.evaluations = 0;
     }
 }
 
 /// What [`Vad::analyze`] measured for one frame.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FrameAnalysis {
-    /// earshot's voice score, 0..=1.
+    /// earshot's voice score, 0..=1; 0 when the model was skipped (see `scored`).
     pub score: f32,
     /// RMS level in dB relative to i16 full scale.
     pub energy_db: f32,
+    /// False when the energy gates ruled the frame out and earshot did not run.
+    pub scored: bool,
 }
 
 /// RMS level in dBFS above ~300 Hz. Low rumble (and the bulk of pink noise) swings
@@ -295,6 +389,8 @@ pub struct TurnDetector {
     state: State,
     floor: NoiseFloor,
     last: FrameAnalysis,
+    /// Milliseconds earshot stays awake without another gate opening.
+    hangover_ms: u64,
 }
 
 impl TurnDetector {
@@ -307,7 +403,9 @@ impl TurnDetector {
             last: FrameAnalysis {
                 score: 0.0,
                 energy_db: SILENCE_DB,
+                scored: false,
             },
+            hangover_ms: 0,
         })
     }
 
@@ -336,20 +434,42 @@ impl TurnDetector {
     }
 
     /// Feed one frame of 16 kHz audio that starts at stream time `at_ms`.
+    ///
+    /// The energy gates are checked first; earshot runs only if they pass, while a
+    /// segment is open, or within [`HANGOVER_MS`] of the gate last passing.
     pub fn push_frame(&mut self, pcm_16k: &[i16], at_ms: u64) -> Events {
-        let a = self.vad.analyze(pcm_16k);
         let frame_ms = (pcm_16k.len() / SAMPLES_PER_MS) as u64;
-        let voiced = self.is_voiced(a);
-        self.floor.update(a.energy_db, frame_ms);
+        let energy_db = self.vad.band.energy_db(pcm_16k);
+        let gate = self.energy_gate(energy_db);
+        if gate {
+            self.hangover_ms = HANGOVER_MS;
+        } else {
+            self.hangover_ms = self.hangover_ms.saturating_sub(frame_ms);
+        }
+        let run_model = gate || self.in_speech() || self.hangover_ms > 0;
+        let score = self.vad.feed(pcm_16k, run_model);
+        let a = FrameAnalysis {
+            score: score.unwrap_or(0.0),
+            energy_db,
+            scored: score.is_some(),
+        };
+        let voiced = gate && a.score >= self.config.threshold;
+        self.floor.update(energy_db, frame_ms);
         self.last = a;
         self.step(voiced, at_ms, frame_ms)
     }
 
-    fn is_voiced(&self, a: FrameAnalysis) -> bool {
+    /// How many 16 ms blocks earshot has scored (pre-roll replays included): the
+    /// cost the energy gates did not save.
+    pub fn model_evaluations(&self) -> u64 {
+        self.vad.evaluations()
+    }
+
+    /// The cheap half of the voiced test: loud enough in absolute terms and far
+    /// enough above the tracked noise floor.
+    fn energy_gate(&self, energy_db: f32) -> bool {
         let floor = self.floor.db.unwrap_or(SILENCE_DB);
-        a.score >= self.config.threshold
-            && a.energy_db >= ABSOLUTE_FLOOR_DB
-            && a.energy_db - floor >= self.config.min_snr_db
+        energy_db >= ABSOLUTE_FLOOR_DB && energy_db - floor >= self.config.min_snr_db
     }
 
     /// Advance the state machine with an already-made voiced/unvoiced decision.
@@ -463,6 +583,7 @@ impl TurnDetector {
         self.vad.reset();
         self.state = State::Silence;
         self.floor = NoiseFloor { db: None };
+        self.hangover_ms = 0;
     }
 }
 
@@ -792,6 +913,146 @@ mod tests {
             ..VadConfig::default()
         };
         assert_eq!(confirmations(&detect(&pcm, strict).0), 0, "not at 800 ms");
+    }
+
+    /// The pre-gating detector: earshot on every frame, then all three tests at once.
+    /// The reference the gated [`TurnDetector::push_frame`] is held to.
+    fn detect_always_scored(pcm_8k: &[i16], config: VadConfig) -> (Vec<VadEvent>, u64) {
+        let mut up = Resampler::phone_to_wideband();
+        let mut td = TurnDetector::new(config).unwrap();
+        let mut wide = [0i16; 320];
+        let mut events = Vec::new();
+        for (i, frame) in pcm_8k.chunks_exact(160).enumerate() {
+            up.process_frame(frame, &mut wide).unwrap();
+            let a = td.vad.analyze(&wide);
+            let voiced = a.score >= td.config.threshold && td.energy_gate(a.energy_db);
+            td.floor.update(a.energy_db, 20);
+            events.extend(td.step(voiced, i as u64 * 20, 20));
+        }
+        (events, td.model_evaluations())
+    }
+
+    /// Run through the gated detector, returning events and model evaluations.
+    fn detect_gated(pcm_8k: &[i16], config: VadConfig) -> (Vec<VadEvent>, u64) {
+        let mut up = Resampler::phone_to_wideband();
+        let mut td = TurnDetector::new(config).unwrap();
+        let mut wide = [0i16; 320];
+        let mut events = Vec::new();
+        for (i, frame) in pcm_8k.chunks_exact(160).enumerate() {
+            up.process_frame(frame, &mut wide).unwrap();
+            events.extend(td.push_frame(&wide, i as u64 * 20));
+        }
+        (events, td.model_evaluations())
+    }
+
+    #[test]
+    fn gating_matches_the_always_scored_detector() {
+        let speech = two_utterances();
+        let booking: Vec<f64> = fixture(include_bytes!("../tests/fixtures/booking_8k.wav"))
+            .iter()
+            .map(|&s| f64::from(s))
+            .collect();
+        let cases: Vec<(&str, Vec<i16>)> = vec![
+            ("clean", to_i16(&speech)),
+            (
+                "white 10 dB",
+                to_i16(&mix_at_snr(&speech, &white(8000, 4500, 1.0, 11), 10.0)),
+            ),
+            (
+                "pink 10 dB",
+                to_i16(&mix_at_snr(&speech, &pink(8000, 4500, 1.0, 12), 10.0)),
+            ),
+            ("booking", to_i16(&booking)),
+            (
+                "booking pink",
+                to_i16(&mix_at_snr(&booking, &pink(8000, 2000, 1.0, 31), 10.0)),
+            ),
+            ("uhhuh", fixture(include_bytes!("../tests/fixtures/uhhuh_8k.wav"))),
+        ];
+        for (what, pcm) in cases {
+            let (gated, gated_evals) = detect_gated(&pcm, VadConfig::default());
+            let (always, always_evals) = detect_always_scored(&pcm, VadConfig::default());
+            // earshot's recurrent state remembers for longer than the pre-roll, so a
+            // wake-up after a long sleep may move an edge by one frame, never more.
+            assert_eq!(gated.len(), always.len(), "{what}: {gated:?} vs {always:?}");
+            for (g, a) in gated.iter().zip(&always) {
+                let close = match (*g, *a) {
+                    (VadEvent::SpeechStarted { at_ms: x }, VadEvent::SpeechStarted { at_ms: y })
+                    | (VadEvent::SpeechConfirmed { at_ms: x }, VadEvent::SpeechConfirmed { at_ms: y })
+                    | (VadEvent::SpeechEnded { at_ms: x, .. }, VadEvent::SpeechEnded { at_ms: y, .. }) => {
+                        x.abs_diff(y) <= 20
+                    }
+                    _ => false,
+                };
+                assert!(close, "{what}: {g:?} vs {a:?}\n{gated:?}\n{always:?}");
+            }
+            assert!(
+                gated_evals < always_evals,
+                "{what}: {gated_evals} vs {always_evals} evaluations"
+            );
+        }
+    }
+
+    #[test]
+    fn silence_and_steady_noise_skip_the_model() {
+        let mut quiet = to_i16(&concat(&[silence(8000, 1000), white(8000, 2000, 30.0, 41)]));
+        // Digital silence and -60 dBFS hiss never pass the absolute floor.
+        let (events, evals) = detect_gated(&quiet, VadConfig::default());
+        assert_eq!((events.len(), evals), (0, 0));
+        // Steady -30 dBFS noise opens the gate only on the first frame (no floor yet):
+        // that frame and the hangover after it are scored, then the model sleeps.
+        let noise = to_i16(&white(8000, 3000, 1000.0, 42));
+        let (events, evals) = detect_gated(&noise, VadConfig::default());
+        assert!(events.is_empty(), "{events:?}");
+        let hangover_blocks = (HANGOVER_MS + 20) as usize * SAMPLES_PER_MS / BLOCK + 1;
+        assert!(evals as usize <= hangover_blocks, "{evals} evaluations of 3 s of noise");
+        // Speech after the quiet wakes it: the pre-roll is replayed and the speech scored.
+        quiet.extend(to_i16(&concat(&[voiced(8000, 600, 12000.0, 3), silence(8000, 1000)])));
+        let (events, evals) = detect_gated(&quiet, VadConfig::default());
+        assert_eq!(confirmations(&events), 1, "{events:?}");
+        assert!(evals >= PREROLL_BLOCKS as u64 + 600 * 16 / 256, "{evals}");
+    }
+
+    #[test]
+    fn skipped_frames_report_no_score() {
+        let mut td = TurnDetector::new(VadConfig::default()).unwrap();
+        td.push_frame(&[0; 320], 0);
+        assert_eq!(
+            td.last_analysis(),
+            FrameAnalysis {
+                score: 0.0,
+                energy_db: SILENCE_DB,
+                scored: false
+            }
+        );
+        let loud = to_i16(&voiced(16000, 20, 12000.0, 9));
+        td.push_frame(&loud, 20);
+        assert!(td.last_analysis().scored);
+    }
+
+    #[test]
+    fn a_short_sleep_is_replayed_exactly() {
+        let pcm = to_i16(&concat(&[voiced(16000, 300, 9000.0, 5), white(16000, 300, 500.0, 6)]));
+        let mut continuous = Vad::new();
+        let expected: Vec<f32> = pcm.chunks(320).map(|f| continuous.score(f)).collect();
+        // Sleep through PREROLL_BLOCKS blocks' worth of frames, then wake up.
+        let mut gated = Vad::new();
+        let frames: Vec<&[i16]> = pcm.chunks(320).collect();
+        let sleep = 3..6; // 3 frames = 960 samples: 3 or 4 blocks, within the ring
+        assert!(sleep.len() * 320 <= (PREROLL_BLOCKS + 1) * BLOCK);
+        for (i, f) in frames.iter().enumerate() {
+            let got = gated.feed(f, !sleep.contains(&i));
+            if sleep.contains(&i) {
+                assert_eq!(got, None);
+            } else {
+                assert_eq!(
+                    got,
+                    Some(expected[i]),
+                    "frame {i}: replay must make the model continuous"
+                );
+            }
+        }
+        assert_eq!(gated.evaluations(), continuous.evaluations());
     }
 
     #[test]
