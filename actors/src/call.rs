@@ -3,22 +3,38 @@
 //! The actor owns the call's lifecycle: forward-only status transitions, the
 //! end reason, and persisting the final state through the [`CallRecorder`] in
 //! `post_stop`, after which it removes itself from the [`Registry`] and ends
-//! the agent sessions attached to the call. The media loop, STT/TTS and LLM
-//! will hang off this actor; today it has no I/O outside the recorder, and
-//! `pre_start` does none at all, so spawning a call is cheap.
+//! the agent sessions attached to the call. A call with a live media stream
+//! also owns its media loop: the chained speech loop (STT → agent → TTS,
+//! `speech`) or, when the call's providers carry a Realtime configuration,
+//! the OpenAI Realtime loop (`realtime_loop`). Both report back through the
+//! mailbox, so the actor never awaits a provider. A call with a live stream
+//! also spawns its [`AgentSessionActor`](crate::AgentSessionActor), linked
+//! to the call, which owns the conversation context and supervises the
+//! provider clients; `pre_start` does no other I/O, so spawning a call is cheap.
 //!
 //! A panic or handler error skips `post_stop`; the
 //! [`CallsSupervisor`](crate::CallsSupervisor) then does the same cleanup with
 //! `EndReason::ActorFailed`.
 
-use crate::agent_session::{AgentSubject, end_sessions_of};
+use crate::agent_session::{
+    self, AgentSessionHandle, AgentSessionSpec, AgentSubject, SessionProviders, end_sessions_of,
+};
 use crate::mailbox::{self, Mailbox};
+use crate::media::{AudioIn, LiveCall};
+use crate::realtime_loop::RealtimeLoop;
 use crate::registry::LiveHandle;
+use crate::speech::{Event, Prepared, SpeechLoop, Step};
 use crate::{ActorsError, CallRecorder, Registry};
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use std::sync::Arc;
-use switchboard_domain::{AgentId, CallDirection, CallId, CallStatus, EndReason, TenantId, Timestamp};
+use switchboard_domain::{
+    AgentId, AgentSessionId, CallDirection, CallEvent, CallEventKind, CallId, CallStatus, EndReason, TenantId,
+    Timestamp,
+};
 use tracing::Instrument;
+
+/// How long a call waits for its agent session to stop when it ends.
+const SESSION_STOP: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What a new call actor needs to know.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +76,23 @@ pub enum CallMsg {
     End(CallStatus, EndReason),
     /// Ask for a snapshot.
     GetInfo(RpcReplyPort<CallInfo>),
+    /// Caller audio from the media stream.
+    Audio(AudioIn),
+    /// Twilio echoed a mark: the audio queued before it has played.
+    Mark(String),
+    /// The caller pressed keys.
+    Dtmf(String),
+    /// Twilio sent `stop`: the stream (and the call) ended.
+    StreamStopped,
+    /// The media socket closed without a `stop`.
+    StreamClosed,
+    /// The actor's own timers and provider results; opaque outside the crate.
+    Internal(Internal),
 }
+
+/// A message the call actor sends itself (timers, provider results).
+#[derive(Debug)]
+pub struct Internal(pub(crate) Event);
 
 /// The terminal status a call ends with when hung up for `reason` while in `current`.
 pub fn final_status(current: CallStatus, reason: EndReason) -> CallStatus {
@@ -128,6 +160,33 @@ impl CallHandle {
         mailbox::send(&self.actor, &self.mailbox, CallMsg::End(status, reason), true)
     }
 
+    /// Hands caller audio to the actor. Fails with `Full` when the call is
+    /// behind: the frame is dropped (counted by the caller), never queued
+    /// without bound.
+    pub fn audio(&self, frame: AudioIn) -> Result<(), ActorsError> {
+        mailbox::send(&self.actor, &self.mailbox, CallMsg::Audio(frame), false)
+    }
+
+    /// Reports a mark echoed by Twilio.
+    pub fn mark(&self, name: String) -> Result<(), ActorsError> {
+        mailbox::send(&self.actor, &self.mailbox, CallMsg::Mark(name), true)
+    }
+
+    /// Reports keypad digits.
+    pub fn dtmf(&self, digits: String) -> Result<(), ActorsError> {
+        mailbox::send(&self.actor, &self.mailbox, CallMsg::Dtmf(digits), true)
+    }
+
+    /// Twilio sent `stop`; the call ends.
+    pub fn stream_stopped(&self) -> Result<(), ActorsError> {
+        mailbox::send(&self.actor, &self.mailbox, CallMsg::StreamStopped, true)
+    }
+
+    /// The media socket closed; the call ends.
+    pub fn stream_closed(&self) -> Result<(), ActorsError> {
+        mailbox::send(&self.actor, &self.mailbox, CallMsg::StreamClosed, true)
+    }
+
     /// Resolves when the actor has stopped (after `post_stop` or a failure).
     pub async fn stopped(&self) {
         // Without a timeout the wait cannot fail.
@@ -145,6 +204,14 @@ impl LiveHandle for CallHandle {
     }
 }
 
+/// What the calls supervisor is asked to start: a call, with its media
+/// stream when it has one.
+#[derive(Debug)]
+pub struct CallStart {
+    pub spec: CallSpec,
+    pub live: Option<LiveCall>,
+}
+
 /// The call actor.
 pub struct CallActor;
 
@@ -154,6 +221,8 @@ pub struct CallArgs {
     pub(crate) mailbox: Mailbox,
     pub(crate) registry: Registry,
     pub(crate) recorder: Arc<dyn CallRecorder>,
+    pub(crate) session_mailbox: usize,
+    pub(crate) live: Option<LiveCall>,
 }
 
 /// The call actor's own state.
@@ -166,6 +235,90 @@ pub struct CallState {
     registry: Registry,
     recorder: Arc<dyn CallRecorder>,
     span: tracing::Span,
+    /// The media loop, for calls with a live stream.
+    speech: Option<MediaLoop>,
+    /// The call's agent session (linked to this actor), for calls with a live stream.
+    session: Option<AgentSessionHandle>,
+}
+
+/// The media loop of a call with a live stream: the chained
+/// STT → agent → TTS loop, or an OpenAI Realtime session when the call's
+/// providers carry a [`RealtimeConfig`](switchboard_providers::RealtimeConfig).
+///
+/// Both are boxed: they are kilobytes (playback buffers), and the call state
+/// is moved around while the actor starts.
+enum MediaLoop {
+    Chained(Box<SpeechLoop>),
+    Realtime(Box<RealtimeLoop>),
+}
+
+impl MediaLoop {
+    fn start(
+        call_id: switchboard_domain::CallId,
+        tenant_id: TenantId,
+        live: LiveCall,
+        recorder: Arc<dyn CallRecorder>,
+        myself: ActorRef<CallMsg>,
+        session: AgentSessionHandle,
+        prepared: Option<Prepared>,
+    ) -> Result<Self, String> {
+        match prepared {
+            None => RealtimeLoop::start(call_id, tenant_id, live, recorder, myself, session)
+                .map(|l| Self::Realtime(Box::new(l))),
+            Some(media) => SpeechLoop::start(call_id, tenant_id, live, recorder, myself, session, media)
+                .map(|l| Self::Chained(Box::new(l))),
+        }
+    }
+
+    fn on_audio(&mut self, ulaw: &[u8], timestamp_ms: u64) -> Step {
+        match self {
+            Self::Chained(l) => l.on_audio(ulaw, timestamp_ms),
+            Self::Realtime(l) => l.on_audio(ulaw, timestamp_ms),
+        }
+    }
+
+    fn on_mark(&mut self, name: &str) -> Step {
+        match self {
+            Self::Chained(l) => l.on_mark(name),
+            Self::Realtime(l) => l.on_mark(name),
+        }
+    }
+
+    fn on_dtmf(&mut self, digits: String) -> Step {
+        match self {
+            Self::Chained(l) => l.on_dtmf(digits),
+            Self::Realtime(l) => l.on_dtmf(digits),
+        }
+    }
+
+    fn on_event(&mut self, event: Event) -> Step {
+        match (self, event) {
+            (Self::Chained(l), Event::Tick) => l.on_tick(),
+            (Self::Realtime(l), Event::Tick) => l.on_tick(),
+            (Self::Chained(l), Event::Stt { turn, item }) => l.on_stt(turn, item),
+            (Self::Chained(l), Event::Reply { turn, item }) => l.on_reply(turn, item),
+            (Self::Realtime(l), Event::Realtime(item)) => l.on_realtime(item),
+            // A result meant for the other kind of loop cannot arrive: each
+            // loop only spawns its own tasks.
+            (Self::Chained(_), Event::Realtime(_)) | (Self::Realtime(_), Event::Stt { .. } | Event::Reply { .. }) => {
+                Step::Continue
+            }
+        }
+    }
+
+    fn status_changed(&self, status: CallStatus) {
+        match self {
+            Self::Chained(l) => l.status_changed(status),
+            Self::Realtime(l) => l.status_changed(status),
+        }
+    }
+
+    async fn finish(self, reason: EndReason, recorder: &dyn CallRecorder) -> Arc<dyn crate::media::EventSink> {
+        match self {
+            Self::Chained(l) => (*l).finish(reason, recorder).await,
+            Self::Realtime(l) => (*l).finish(reason, recorder).await,
+        }
+    }
 }
 
 impl CallState {
@@ -205,9 +358,77 @@ impl Actor for CallActor {
     type State = CallState;
     type Arguments = CallArgs;
 
-    async fn pre_start(&self, _myself: ActorRef<CallMsg>, args: CallArgs) -> Result<CallState, ActorProcessingErr> {
+    async fn pre_start(&self, myself: ActorRef<CallMsg>, args: CallArgs) -> Result<CallState, ActorProcessingErr> {
         let span = tracing::info_span!("call", tenant_id = %args.spec.tenant_id, call_id = %args.spec.call_id);
+        let (speech, session) = match args.live {
+            Some(live) => {
+                // The agent session first: the media loop talks to the agent
+                // and the speech providers through it. (Realtime calls talk
+                // to their speech-to-speech session directly; theirs has no
+                // provider clients.)
+                let spec = AgentSessionSpec {
+                    session_id: AgentSessionId::new(),
+                    tenant_id: args.spec.tenant_id,
+                    agent_id: live.agent.id,
+                    subject: AgentSubject::Call(args.spec.call_id),
+                };
+                let providers = live
+                    .providers
+                    .realtime
+                    .is_none()
+                    .then(|| SessionProviders::of_call(&live.providers));
+                // The media state first (a bad endpointing config fails
+                // here, before anything is spawned), then the session.
+                let prepared = if live.providers.realtime.is_some() {
+                    None
+                } else {
+                    match Prepared::new(&live.agent) {
+                        Ok(prepared) => Some(prepared),
+                        Err(reason) => {
+                            let _guard = span.enter();
+                            tracing::error!(%reason, "the call's media loop could not start");
+                            return Err(reason.into());
+                        }
+                    }
+                };
+                let session = agent_session::spawn_for_call(
+                    spec,
+                    providers,
+                    args.session_mailbox,
+                    &args.registry,
+                    myself.get_cell(),
+                )
+                .instrument(span.clone())
+                .await
+                .map_err(|err| {
+                    let _guard = span.enter();
+                    tracing::error!(error = %err, "the call's agent session could not start");
+                    err
+                })?;
+                let _guard = span.enter();
+                let started = MediaLoop::start(
+                    args.spec.call_id,
+                    args.spec.tenant_id,
+                    live,
+                    Arc::clone(&args.recorder),
+                    myself,
+                    session.clone(),
+                    prepared,
+                );
+                match started {
+                    Ok(speech) => (Some(speech), Some(session)),
+                    Err(reason) => {
+                        tracing::error!(%reason, "the call's media loop could not start");
+                        let _ = session.end(EndReason::ActorFailed);
+                        return Err(reason.into());
+                    }
+                }
+            }
+            None => (None, None),
+        };
         Ok(CallState {
+            speech,
+            session,
             status: args.spec.status,
             spec: args.spec,
             started_at: switchboard_domain::now(),
@@ -225,27 +446,92 @@ impl Actor for CallActor {
         msg: CallMsg,
         state: &mut CallState,
     ) -> Result<(), ActorProcessingErr> {
-        state.mailbox.release();
+        if !matches!(msg, CallMsg::Internal(_)) {
+            state.mailbox.release();
+        }
         let span = state.span.clone();
         async {
-            match msg {
+            let step = match msg {
                 CallMsg::GetInfo(reply) => {
                     // The asker may have given up; nothing to do then.
                     let _ = reply.send(state.info());
+                    Step::Continue
                 }
                 CallMsg::SetStatus(status, reply) => {
+                    let before = state.status;
                     let result = set_status(state, status).await;
+                    if let Some(speech) = &state.speech
+                        && state.status != before
+                    {
+                        speech.status_changed(state.status);
+                    }
                     let _ = reply.send(result);
+                    Step::Continue
                 }
-                CallMsg::Hangup(reason) => {
-                    let status = final_status(state.status, reason);
+                CallMsg::Hangup(reason) => Step::End(reason),
+                CallMsg::End(status, reason) => {
                     state.begin_end(&myself, status, reason);
+                    Step::Continue
                 }
-                CallMsg::End(status, reason) => state.begin_end(&myself, status, reason),
+                CallMsg::StreamStopped => Step::End(EndReason::CallerHangup),
+                CallMsg::StreamClosed => {
+                    tracing::info!("media socket closed without a stop");
+                    Step::End(EndReason::CallerHangup)
+                }
+                _ if state.ending.is_some() => Step::Continue,
+                CallMsg::Audio(frame) => match &mut state.speech {
+                    Some(speech) => speech.on_audio(frame.bytes(), frame.timestamp_ms),
+                    None => Step::Continue,
+                },
+                CallMsg::Mark(name) => match &mut state.speech {
+                    Some(speech) => speech.on_mark(&name),
+                    None => Step::Continue,
+                },
+                CallMsg::Dtmf(digits) => match &mut state.speech {
+                    Some(speech) => speech.on_dtmf(digits),
+                    None => Step::Continue,
+                },
+                CallMsg::Internal(Internal(event)) => match &mut state.speech {
+                    Some(speech) => speech.on_event(event),
+                    None => Step::Continue,
+                },
+            };
+            if let Step::End(reason) = step {
+                let status = final_status(state.status, reason);
+                state.begin_end(&myself, status, reason);
             }
         }
         .instrument(span)
         .await;
+        Ok(())
+    }
+
+    /// The call supervises its agent session. The session keeps the
+    /// conversation and restarts its own provider clients; if the session
+    /// itself fails (or is ended from outside), the call cannot go on and
+    /// ends, recording why.
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<CallMsg>,
+        event: SupervisionEvent,
+        state: &mut CallState,
+    ) -> Result<(), ActorProcessingErr> {
+        let span = state.span.clone();
+        let _guard = span.enter();
+        let ours = |id| state.session.as_ref().is_some_and(|s| s.actor_id() == id);
+        match event {
+            SupervisionEvent::ActorFailed(cell, err) if ours(cell.get_id()) => {
+                tracing::error!(error = %err, "the call's agent session failed");
+                let status = final_status(state.status, EndReason::ActorFailed);
+                state.begin_end(&myself, status, EndReason::ActorFailed);
+            }
+            SupervisionEvent::ActorTerminated(cell, _, reason) if ours(cell.get_id()) && state.ending.is_none() => {
+                tracing::warn!(reason = ?reason, "the call's agent session ended before the call");
+                let status = final_status(state.status, EndReason::AgentHangup);
+                state.begin_end(&myself, status, EndReason::AgentHangup);
+            }
+            _ => {}
+        }
         Ok(())
     }
 
@@ -256,6 +542,12 @@ impl Actor for CallActor {
             let (status, reason) = state
                 .ending
                 .unwrap_or_else(|| (final_status(state.status, EndReason::Shutdown), EndReason::Shutdown));
+            // Settle the media loop first: the transcript and recording are
+            // stored before the call row says the call ended.
+            let events = match state.speech.take() {
+                Some(speech) => Some(speech.finish(reason, state.recorder.as_ref()).await),
+                None => None,
+            };
             // Persist before unregistering: once the call is gone from the
             // registry, readers of the store must see it ended.
             if let Err(err) = state.recorder.finish(state.spec.call_id, status, reason).await {
@@ -265,7 +557,29 @@ impl Actor for CallActor {
                 .registry
                 .calls()
                 .remove_if_actor(&state.spec.call_id, myself.get_id());
+            // The call's own session is linked to this actor, which kills it
+            // on exit: end it first so it stops (and unregisters) cleanly.
+            if let Some(session) = state.session.take() {
+                let _ = session.end(reason);
+                if tokio::time::timeout(SESSION_STOP, session.stopped()).await.is_err() {
+                    tracing::warn!("agent session did not stop in time");
+                }
+                state
+                    .registry
+                    .agent_sessions()
+                    .remove_if_actor(&session.session_id(), session.actor_id());
+            }
             end_sessions_of(&state.registry, AgentSubject::Call(state.spec.call_id), reason);
+            if let Some(events) = events {
+                let event = CallEvent::new(
+                    state.spec.call_id,
+                    state.spec.tenant_id,
+                    CallEventKind::CallEnded { status, reason },
+                );
+                if let Err(err) = events.publish(&event).await {
+                    tracing::warn!(error = %err, "call_ended not published");
+                }
+            }
             tracing::info!(%status, %reason, "call ended");
         }
         .instrument(span)

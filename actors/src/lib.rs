@@ -33,24 +33,35 @@
 
 pub mod agent_session;
 pub mod call;
+pub mod clients;
 pub mod conversation;
 pub mod error;
 pub mod jobs;
 mod mailbox;
+pub mod media;
+pub mod metrics;
+mod realtime_loop;
 pub mod recorder;
+mod recording;
 pub mod registry;
 pub mod root;
+mod speech;
 pub mod stats;
 pub mod supervisor;
+pub mod tools;
 pub mod tree;
+mod writer;
 
 pub use agent_session::{
     AgentSessionActor, AgentSessionHandle, AgentSessionInfo, AgentSessionMsg, AgentSessionSpec, AgentSubject,
+    MAX_CLIENT_RESTARTS, SessionProviders, SessionRequest,
 };
-pub use call::{CallActor, CallHandle, CallInfo, CallMsg, CallSpec};
+pub use call::{CallActor, CallHandle, CallInfo, CallMsg, CallSpec, CallStart};
+pub use clients::Capability;
 pub use conversation::{ConversationActor, ConversationHandle, ConversationInfo, ConversationMsg, ConversationSpec};
 pub use error::{ActorsError, RecorderError};
 pub use jobs::{JobActor, JobSpec, JobsSupervisor};
+pub use media::{AudioIn, EventSink, FRAME_BYTES, LiveCall, MediaOut, NoEvents, SUMMARY_QUEUE};
 pub use recorder::CallRecorder;
 pub use registry::{LiveMap, Registry};
 pub use root::RootActor;

@@ -10,7 +10,7 @@
 
 use crate::RecorderError;
 use futures::future::BoxFuture;
-use switchboard_domain::{CallId, CallStatus, EndReason};
+use switchboard_domain::{CallId, CallStatus, EndReason, Speaker, TurnLatency};
 
 /// Writes a call's lifecycle to durable storage.
 pub trait CallRecorder: Send + Sync + 'static {
@@ -24,6 +24,32 @@ pub trait CallRecorder: Send + Sync + 'static {
         status: CallStatus,
         reason: EndReason,
     ) -> BoxFuture<'_, Result<(), RecorderError>>;
+
+    /// Appends one settled line to the call's transcript (in call order).
+    /// Recorders that keep no transcript accept and drop it.
+    fn append_transcript<'a>(
+        &'a self,
+        call_id: CallId,
+        speaker: Speaker,
+        text: &'a str,
+        start_ms: u64,
+        end_ms: u64,
+    ) -> BoxFuture<'a, Result<(), RecorderError>> {
+        let _ = (call_id, speaker, text, start_ms, end_ms);
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Stores (or replaces) the latency figures of one turn.
+    fn record_turn<'a>(&'a self, call_id: CallId, turn: &'a TurnLatency) -> BoxFuture<'a, Result<(), RecorderError>> {
+        let _ = (call_id, turn);
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Notes where the call's recording was written.
+    fn set_recording(&self, call_id: CallId, location: String) -> BoxFuture<'_, Result<(), RecorderError>> {
+        let _ = (call_id, location);
+        Box::pin(async { Ok(()) })
+    }
 }
 
 impl CallRecorder for switchboard_store::Store {
@@ -46,6 +72,38 @@ impl CallRecorder for switchboard_store::Store {
         Box::pin(async move {
             self.calls()
                 .finish(call_id, status, reason)
+                .await
+                .map(drop)
+                .map_err(RecorderError::new)
+        })
+    }
+
+    fn append_transcript<'a>(
+        &'a self,
+        call_id: CallId,
+        speaker: Speaker,
+        text: &'a str,
+        start_ms: u64,
+        end_ms: u64,
+    ) -> BoxFuture<'a, Result<(), RecorderError>> {
+        Box::pin(async move {
+            let ms = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            self.transcripts()
+                .append(call_id, speaker, text, ms(start_ms), ms(end_ms))
+                .await
+                .map(drop)
+                .map_err(RecorderError::new)
+        })
+    }
+
+    fn record_turn<'a>(&'a self, call_id: CallId, turn: &'a TurnLatency) -> BoxFuture<'a, Result<(), RecorderError>> {
+        Box::pin(async move { self.turns().record(call_id, turn).await.map_err(RecorderError::new) })
+    }
+
+    fn set_recording(&self, call_id: CallId, location: String) -> BoxFuture<'_, Result<(), RecorderError>> {
+        Box::pin(async move {
+            self.calls()
+                .set_recording(call_id, location)
                 .await
                 .map(drop)
                 .map_err(RecorderError::new)

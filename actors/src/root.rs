@@ -11,11 +11,11 @@ use crate::supervisor::{
     AgentSessions, AgentSessionsSupervisor, Calls, CallsSupervisor, Conversations, ConversationsSupervisor,
     SupervisorArgs, SupervisorMsg,
 };
-use crate::{AgentSessionHandle, AgentSessionSpec, CallHandle, CallSpec, ConversationHandle, ConversationSpec};
+use crate::{AgentSessionHandle, AgentSessionSpec, CallHandle, CallStart, ConversationHandle, ConversationSpec};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use std::time::Duration;
 
-pub type CallsRef = ActorRef<SupervisorMsg<CallSpec, CallHandle>>;
+pub type CallsRef = ActorRef<SupervisorMsg<CallStart, CallHandle>>;
 pub type ConversationsRef = ActorRef<SupervisorMsg<ConversationSpec, ConversationHandle>>;
 pub type AgentSessionsRef = ActorRef<SupervisorMsg<AgentSessionSpec, AgentSessionHandle>>;
 

@@ -14,14 +14,14 @@
 //!   the configured timeout before ractor kills what is left.
 
 use crate::agent_session::{self, AgentSessionActor, AgentSessionArgs, AgentSubject, end_sessions_of};
-use crate::call::{self, CallActor, CallArgs};
+use crate::call::{self, CallActor, CallArgs, CallStart};
 use crate::conversation::{self, ConversationActor, ConversationArgs};
 use crate::mailbox::Mailbox;
 use crate::registry::{LiveHandle, LiveMap};
 use crate::stats::{FailureRecord, SupervisorStats};
 use crate::{
-    ActorsError, AgentSessionHandle, AgentSessionSpec, CallHandle, CallRecorder, CallSpec, ConversationHandle,
-    ConversationSpec, Registry,
+    ActorsError, AgentSessionHandle, AgentSessionSpec, CallHandle, CallRecorder, ConversationHandle, ConversationSpec,
+    Registry,
 };
 use futures::FutureExt;
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
@@ -94,6 +94,8 @@ pub struct AgentSessions;
 /// Dependencies of call actors.
 pub struct CallsCtx {
     pub(crate) mailbox: usize,
+    /// Mailbox bound of each call's agent session.
+    pub(crate) session_mailbox: usize,
     pub(crate) recorder: Arc<dyn CallRecorder>,
 }
 
@@ -113,26 +115,27 @@ fn spawn_err(kind: &'static str, err: ractor::SpawnErr) -> ActorsError {
 impl ChildKind for Calls {
     const KIND: &'static str = "call";
     type Id = switchboard_domain::CallId;
-    type Spec = CallSpec;
+    type Spec = CallStart;
     type Handle = CallHandle;
     type Ctx = CallsCtx;
 
-    fn id(spec: &CallSpec) -> Self::Id {
-        spec.call_id
+    fn id(start: &CallStart) -> Self::Id {
+        start.spec.call_id
     }
-    fn tenant_id(spec: &CallSpec) -> TenantId {
-        spec.tenant_id
+    fn tenant_id(start: &CallStart) -> TenantId {
+        start.spec.tenant_id
     }
     fn live(registry: &Registry) -> &LiveMap<Self::Id, CallHandle> {
         registry.calls()
     }
 
     async fn spawn(
-        spec: CallSpec,
+        start: CallStart,
         ctx: &CallsCtx,
         registry: &Registry,
         supervisor: ActorCell,
     ) -> Result<CallHandle, ActorsError> {
+        let CallStart { spec, live } = start;
         if spec.status.is_terminal() {
             return Err(ActorsError::TerminalStatus(spec.status));
         }
@@ -142,6 +145,8 @@ impl ChildKind for Calls {
             mailbox: mailbox.clone(),
             registry: registry.clone(),
             recorder: Arc::clone(&ctx.recorder),
+            session_mailbox: ctx.session_mailbox,
+            live,
         };
         let (actor, _) = Actor::spawn_linked(None, CallActor, args, supervisor)
             .await
@@ -235,6 +240,7 @@ impl ChildKind for AgentSessions {
             spec: spec.clone(),
             mailbox: mailbox.clone(),
             registry: registry.clone(),
+            providers: None,
         };
         let (actor, _) = Actor::spawn_linked(None, AgentSessionActor, args, supervisor)
             .await

@@ -7,7 +7,9 @@
 //! by their own `post_stop`); then the tree stops, conversations, agent
 //! sessions and jobs included.
 
+use crate::call::CallStart;
 use crate::jobs::{JobSpec, JobsMsg};
+use crate::media::LiveCall;
 use crate::root::{RootActor, RootArgs, RootMsg, Supervisors};
 use crate::supervisor::{CallsCtx, ConversationsCtx, SupervisorArgs, SupervisorMsg};
 use crate::{
@@ -87,6 +89,7 @@ impl Tree {
             calls: SupervisorArgs {
                 ctx: CallsCtx {
                     mailbox: config.call_mailbox,
+                    session_mailbox: config.agent_session_mailbox,
                     recorder,
                 },
                 registry: registry.clone(),
@@ -145,7 +148,17 @@ impl Tree {
     /// Per-tenant limits are the caller's: see `registry().calls().count_by_tenant`.
     pub async fn spawn_call(&self, spec: CallSpec) -> Result<CallHandle, ActorsError> {
         self.refuse_if_shutting_down()?;
-        self.ask(&self.inner.supervisors.calls, |r| SupervisorMsg::Spawn(spec, r))
+        let start = CallStart { spec, live: None };
+        self.ask(&self.inner.supervisors.calls, |r| SupervisorMsg::Spawn(start, r))
+            .await?
+    }
+
+    /// Starts a call actor that drives a live media stream: greeting, speech
+    /// loop, playback, recording and live events. Fails as [`Self::spawn_call`].
+    pub async fn spawn_live_call(&self, spec: CallSpec, live: LiveCall) -> Result<CallHandle, ActorsError> {
+        self.refuse_if_shutting_down()?;
+        let start = CallStart { spec, live: Some(live) };
+        self.ask(&self.inner.supervisors.calls, |r| SupervisorMsg::Spawn(start, r))
             .await?
     }
 

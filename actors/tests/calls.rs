@@ -116,8 +116,7 @@ async fn terminal_spec_is_refused() {
 
 #[tokio::test]
 async fn a_panicking_call_is_cleaned_up_and_its_siblings_keep_running() {
-    let logs = LogCapture::default();
-    let _guard = logs.install();
+    let logs = LogCapture::global();
     let (tree, recorder) = tree().await;
     let tenant = TenantId::new();
     let doomed = tree.spawn_call(call_spec(tenant)).await.expect("spawn doomed");
@@ -156,7 +155,7 @@ async fn a_panicking_call_is_cleaned_up_and_its_siblings_keep_running() {
     let text = logs.text();
     let line = text
         .lines()
-        .find(|l| l.contains("call actor failed"))
+        .find(|l| l.contains("call actor failed") && l.contains(&doomed.call_id().to_string()))
         .expect("failure logged");
     assert!(line.contains(&format!("call_id={}", doomed.call_id())), "{line}");
     assert!(line.contains(&format!("tenant_id={tenant}")), "{line}");
@@ -227,4 +226,129 @@ async fn a_recorder_that_panics_while_ending_a_call_does_not_take_the_supervisor
         recorder.wait_finished(next.call_id()).await,
         (CallStatus::Canceled, EndReason::CallerHangup)
     );
+}
+
+mod live_session {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use futures::future::BoxFuture;
+    use futures::stream::BoxStream;
+    use switchboard_actors::{AgentSubject, LiveCall, NoEvents};
+    use switchboard_domain::{Agent, AgentId, CallStatus, Endpointing, ProviderChoice, StreamSid, TenantId};
+    use switchboard_providers::{
+        AgentOutput, AgentTurn, CallProviders, ConversationAgent, PcmChunk, ProviderError, SpeechToText, StreamConfig,
+        SttStream, TextToSpeech,
+    };
+
+    use super::common::{call_spec, tree};
+
+    struct Quiet;
+
+    impl SpeechToText for Quiet {
+        fn start(&self, _: StreamConfig) -> BoxFuture<'_, Result<Box<dyn SttStream>, ProviderError>> {
+            Box::pin(async {
+                Err(ProviderError::new(
+                    "quiet",
+                    switchboard_providers::ProviderErrorKind::Closed,
+                ))
+            })
+        }
+    }
+
+    impl TextToSpeech for Quiet {
+        fn synthesize(&self, _: String, _: String) -> BoxStream<'static, Result<PcmChunk, ProviderError>> {
+            Box::pin(futures::stream::empty())
+        }
+    }
+
+    impl ConversationAgent for Quiet {
+        fn respond(&self, _: AgentTurn) -> BoxStream<'static, Result<AgentOutput, ProviderError>> {
+            Box::pin(futures::stream::empty())
+        }
+    }
+
+    fn agent(tenant: TenantId) -> Agent {
+        let now = switchboard_domain::now();
+        Agent {
+            id: AgentId::new(),
+            tenant_id: tenant,
+            name: "quiet".into(),
+            system_prompt: String::new(),
+            greeting: String::new(),
+            language: "en-US".into(),
+            voice: "en-us".into(),
+            stt: ProviderChoice::new("local"),
+            tts: ProviderChoice::new("local"),
+            llm: ProviderChoice::new("rules"),
+            tools: vec![],
+            endpointing: Endpointing {
+                vad_threshold: 0.5,
+                min_speech_ms: 300,
+                silence_ms: 700,
+                idle_timeout_ms: 0,
+            },
+            settings: serde_json::json!({}),
+            enabled: true,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// A call actor that panics takes its linked agent session down without
+    /// the session's `post_stop`; the session still leaves the registry.
+    #[tokio::test]
+    async fn a_failed_live_call_leaves_no_agent_session_behind() {
+        let (tree, recorder) = tree().await;
+        let tenant = TenantId::new();
+        let mut spec = call_spec(tenant);
+        spec.status = CallStatus::InProgress;
+        let (tx, _rx) = tokio::sync::mpsc::channel(64);
+        let q = Arc::new(Quiet);
+        let live = LiveCall {
+            stream_sid: StreamSid::new("MZpanic"),
+            provider_call_id: None,
+            from: None,
+            to: None,
+            agent: agent(tenant),
+            providers: CallProviders {
+                stt: q.clone(),
+                tts: q.clone(),
+                agent: q,
+                telephony: None,
+                context: Default::default(),
+                backup: Default::default(),
+                realtime: None,
+            },
+            outbound: tx,
+            events: Arc::new(NoEvents),
+            recording: None,
+        };
+        let call = tree.spawn_live_call(spec, live).await.expect("spawn");
+        let subject = AgentSubject::Call(call.call_id());
+        let sessions = tree.registry().agent_sessions().filter(|s| s.subject() == subject);
+        assert_eq!(sessions.len(), 1, "the live call has its session");
+        let session = sessions[0].clone();
+
+        // A forward status reaches the recorder, which panics inside the call actor.
+        recorder.panic_on_set_status(call.call_id());
+        assert!(matches!(
+            call.set_status(CallStatus::Streaming).await,
+            Err(switchboard_actors::ActorsError::Gone)
+        ));
+        tokio::time::timeout(Duration::from_secs(5), session.stopped())
+            .await
+            .expect("session stopped");
+        for _ in 0..100 {
+            if tree.registry().agent_sessions().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            tree.registry().agent_sessions().is_empty(),
+            "the session left the registry"
+        );
+        assert!(tree.registry().calls().is_empty());
+    }
 }

@@ -23,14 +23,16 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod live;
 pub mod openapi;
 pub mod rate_limit;
 pub mod routes;
 pub mod state;
+pub mod twilio;
 
 pub use error::{ApiError, ErrorBody};
 pub use rate_limit::{IpRateLimiter, RateLimitLayer};
-pub use state::{AppState, BusHealth, LiveCounts, StateError};
+pub use state::{AppState, BusHealth, CallServices, LiveCounts, StateError};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -49,6 +51,25 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 ///
 /// Serve it with `into_make_service_with_connect_info::<SocketAddr>()` so
 /// rate limits see client IPs.
+/// A listener whose accepted sockets have `TCP_NODELAY` set.
+pub type NoDelayListener = axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)>;
+
+/// Wraps the HTTP listener so every accepted socket has `TCP_NODELAY`.
+///
+/// Media Streams send one small message every 20 ms each way. With Nagle's
+/// algorithm a message waits for the peer's ACK of the previous one, which a
+/// delayed ACK holds for up to 40 ms: frames bunch up and a close frame can
+/// still sit unsent when the socket is dropped (the kernel then discards it).
+pub fn no_delay(listener: tokio::net::TcpListener) -> NoDelayListener {
+    use axum::serve::ListenerExt;
+    fn set(tcp: &mut tokio::net::TcpStream) {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %err, "could not set TCP_NODELAY on an accepted socket");
+        }
+    }
+    listener.tap_io(set as fn(&mut tokio::net::TcpStream))
+}
+
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/auth/login", axum::routing::post(auth::login))
@@ -63,14 +84,18 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::resources::credentials::routes())
         .merge(routes::resources::contacts::routes())
         .merge(routes::resources::appointments::routes())
-        .merge(routes::activity::routes());
+        .merge(routes::activity::routes())
+        .merge(live::routes());
 
     let max_body = state.inner.max_body_bytes;
     let request_timeout = state.inner.request_timeout;
     Router::new()
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
+        .route("/metrics", get(routes::metrics::metrics))
+        .route("/stats", get(routes::metrics::stats))
         .nest("/api/v1", api)
+        .merge(twilio::routes())
         .fallback(|| async { ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(max_body))

@@ -40,7 +40,7 @@ use utoipa::{Modify, OpenApi};
         resources::contacts::update, resources::contacts::delete,
         resources::appointments::list, resources::appointments::create, resources::appointments::get,
         resources::appointments::update, resources::appointments::delete,
-        activity::list_calls, activity::get_call, activity::get_transcript,
+        activity::list_calls, activity::get_call, activity::get_transcript, activity::get_turns, activity::get_recording,
         activity::list_conversations, activity::get_conversation,
         activity::list_messages, activity::get_message,
         activity::list_audit,

@@ -2,11 +2,14 @@
 //! keys and limits, built once from [`Settings`].
 //!
 //! Guarantees: cheap to clone (one `Arc`); the JWT secret is only held as
-//! derived keys and never printed; the bus and the live-call registry are
+//! derived keys (the cookie and media-stream token keys are each derived
+//! under their own label, so no signature can be replayed as another kind)
+//! and never printed; the bus and the live-call registry are
 //! reached through two small traits ([`BusHealth`], [`LiveCounts`]) so the API
 //! depends on nothing but "are you up" and "how many are live".
 
 use crate::rate_limit::IpRateLimiter;
+use crate::twilio::token::StreamTokens;
 use futures::future::BoxFuture;
 use hmac::{Hmac, Mac};
 use jsonwebtoken::{DecodingKey, EncodingKey};
@@ -80,14 +83,40 @@ pub(crate) struct Inner {
     pub auth: AuthKeys,
     pub login_limiter: IpRateLimiter,
     pub webhook_per_second: u32,
+    /// One per-IP bucket shared by every `/twilio/*` route (`limits.webhook_per_second`).
+    pub webhook_limiter: IpRateLimiter,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
+    /// `http.public_base_url`, no trailing slash: the URL Twilio signs and the
+    /// base of the TwiML stream URL.
+    pub public_base_url: String,
+    /// Signs and verifies media-stream tokens (`calls.stream_token_ttl`).
+    pub stream_tokens: StreamTokens,
+    /// Largest accepted WebSocket message or frame (`limits.max_ws_frame_bytes`).
+    pub max_ws_frame_bytes: usize,
+    /// Queue bound of each live supervisor socket (`limits.supervisor_queue`).
+    pub supervisor_queue: usize,
+}
+
+/// What the telephony routes (`/twilio/*`) and the live supervisor socket
+/// need beyond the REST state: the actor tree to start calls in, the bus for
+/// live events, and the factory that picks each call's providers.
+#[derive(Clone)]
+pub struct CallServices {
+    pub tree: switchboard_actors::Tree,
+    pub bus: switchboard_bus::Bus,
+    pub providers: Arc<dyn switchboard_providers::ProviderFactory>,
+    /// Directory for call recordings; `None` disables recording.
+    pub recordings_dir: Option<std::path::PathBuf>,
 }
 
 /// Everything the handlers need. Build with [`AppState::new`].
 #[derive(Clone)]
 pub struct AppState {
     pub(crate) inner: Arc<Inner>,
+    /// Absent in REST-only deployments and tests: `/twilio/*` and
+    /// `/api/v1/live` then answer 503.
+    pub(crate) calls: Option<Arc<CallServices>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -119,6 +148,11 @@ impl AppState {
         cookie_key.update(b"switchboard session cookie v1");
         let derived = cookie_key.finalize().into_bytes();
         let cookie_mac = Hmac::<Sha256>::new_from_slice(&derived).map_err(|_| StateError::WeakJwtSecret)?;
+        // Same separation for media-stream tokens, under their own label.
+        let mut stream_key = Hmac::<Sha256>::new_from_slice(secret).map_err(|_| StateError::WeakJwtSecret)?;
+        stream_key.update(b"switchboard twilio stream token v1");
+        let stream_tokens = StreamTokens::new(&stream_key.finalize().into_bytes(), settings.calls.stream_token_ttl)
+            .map_err(|_| StateError::WeakJwtSecret)?;
         let auth = AuthKeys {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
@@ -135,10 +169,22 @@ impl AppState {
                 auth,
                 login_limiter: IpRateLimiter::per_minute(settings.limits.login_per_minute),
                 webhook_per_second: settings.limits.webhook_per_second,
+                webhook_limiter: IpRateLimiter::per_second(settings.limits.webhook_per_second),
                 max_body_bytes: settings.limits.max_body_bytes,
                 request_timeout: settings.limits.request_timeout,
+                public_base_url: settings.http.public_base_url.trim_end_matches('/').to_owned(),
+                stream_tokens,
+                max_ws_frame_bytes: settings.limits.max_ws_frame_bytes,
+                supervisor_queue: settings.limits.supervisor_queue.max(1),
             }),
+            calls: None,
         })
+    }
+
+    /// Enables the telephony routes and the live supervisor socket.
+    pub fn with_calls(mut self, calls: CallServices) -> Self {
+        self.calls = Some(Arc::new(calls));
+        self
     }
 
     pub fn store(&self) -> &Store {

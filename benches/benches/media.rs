@@ -11,6 +11,7 @@
 //! - `inbound_frame_speech`: the same path on continuous speech (earshot runs on
 //!   every 16 ms block).
 //! - `outbound_frame`: player `poll_frame` + `OutboundWriter::media` (+ mark when due).
+//! - `player_new`, `inbound_new`: the per-call set-up of the outbound and inbound paths.
 
 use std::hint::black_box;
 
@@ -180,5 +181,15 @@ fn benches(c: &mut Criterion) {
     });
 }
 
-criterion_group!(media, benches);
+/// Per-call set-up of the media core (part of spawning a call).
+fn setup(c: &mut Criterion) {
+    c.bench_function("player_new", |b| {
+        b.iter(|| black_box(Player::new(PlayerConfig::default()).map(|p| p.is_idle())))
+    });
+    c.bench_function("inbound_new", |b| {
+        b.iter(|| black_box(InboundAudio::new(VadConfig::default()).map(|i| i.turn().in_speech())))
+    });
+}
+
+criterion_group!(media, benches, setup);
 criterion_main!(media);

@@ -284,6 +284,62 @@ const KEYS: &[KeySpec] = &[
         s.log.filter = text.trim().to_owned();
         Ok(())
     }),
+    spec("speech.base_url", |s, v| {
+        s.speech.base_url = public_base_url(v)?;
+        Ok(())
+    }),
+    spec("speech.autostart", |s, v| {
+        s.speech.autostart = boolean(v)?;
+        Ok(())
+    }),
+    spec("speech.command", |s, v| {
+        s.speech.command = string(v)?.trim().to_owned();
+        Ok(())
+    }),
+    spec("speech.tts_sample_rate", |s, v| {
+        s.speech.tts_sample_rate = match positive_u32(v)? {
+            rate @ (8_000 | 16_000 | 22_050 | 24_000 | 48_000) => rate,
+            _ => return Err("must be one of 8000, 16000, 22050, 24000, 48000".to_owned()),
+        };
+        Ok(())
+    }),
+    spec("calls.stream_token_ttl_secs", |s, v| {
+        s.calls.stream_token_ttl = positive_secs(v)?;
+        Ok(())
+    }),
+    spec("calls.record", |s, v| {
+        s.calls.record = boolean(v)?;
+        Ok(())
+    }),
+    spec("notifications.from_email", |s, v| {
+        let email = string(v)?;
+        if !email.is_empty() && !email.contains('@') {
+            return Err("must be an email address".to_owned());
+        }
+        s.notifications.from_email = Some(email).filter(|e| !e.is_empty());
+        Ok(())
+    }),
+    secret("notifications.sendgrid_api_key", |s, v| {
+        let key = string(v)?;
+        s.notifications.sendgrid_api_key = (!key.is_empty()).then(|| SecretString::new(key));
+        Ok(())
+    }),
+    spec("notifications.sendgrid_base_url", |s, v| {
+        let url = string(v)?;
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err("must be an http(s) URL".to_owned());
+        }
+        s.notifications.sendgrid_base_url = url.trim_end_matches('/').to_owned();
+        Ok(())
+    }),
+    spec("calls.twilio_api_base_url", |s, v| {
+        let url = string(v)?;
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err("must be an http(s) URL".to_owned());
+        }
+        s.calls.twilio_api_base_url = url.trim_end_matches('/').to_owned();
+        Ok(())
+    }),
 ];
 
 /// The dotted names of every accepted key, in documentation order.
@@ -406,7 +462,8 @@ fn unknown_key_reason(key: &str) -> String {
         .map(|k| k.key)
         .collect();
     if in_section.is_empty() {
-        "unknown key (sections are http, database, redis, storage, security, limits, shutdown, log)".to_owned()
+        "unknown key (sections are http, database, redis, storage, security, limits, shutdown, log, speech, calls)"
+            .to_owned()
     } else {
         format!("unknown key (known in [{section}]: {})", in_section.join(", "))
     }
@@ -987,6 +1044,16 @@ mod tests {
             ("shutdown.grace_period_secs", "1"),
             ("log.format", "json"),
             ("log.filter", "debug"),
+            ("speech.base_url", "http://127.0.0.1:9"),
+            ("speech.autostart", "false"),
+            ("speech.command", "/bin/speech --flag"),
+            ("speech.tts_sample_rate", "24000"),
+            ("calls.stream_token_ttl_secs", "7"),
+            ("calls.record", "false"),
+            ("calls.twilio_api_base_url", "http://127.0.0.1:9/"),
+            ("notifications.from_email", "calls@example.com"),
+            ("notifications.sendgrid_api_key", "SG.test-key"),
+            ("notifications.sendgrid_base_url", "http://127.0.0.1:8/"),
         ];
         assert_eq!(values.len(), known_keys().count());
         let env: Vec<(String, String)> = values
@@ -1008,5 +1075,18 @@ mod tests {
         assert_eq!(s.storage.data_dir, PathBuf::from("/tmp/d"));
         assert_eq!(s.limits.request_timeout, Duration::from_secs(1));
         assert_eq!(s.log.filter, "debug");
+        assert_eq!(s.speech.base_url, "http://127.0.0.1:9");
+        assert!(!s.speech.autostart);
+        assert_eq!(s.speech.command, "/bin/speech --flag");
+        assert_eq!(s.speech.tts_sample_rate, 24_000);
+        assert_eq!(s.calls.stream_token_ttl, Duration::from_secs(7));
+        assert!(!s.calls.record);
+        assert_eq!(s.calls.twilio_api_base_url, "http://127.0.0.1:9");
+        assert_eq!(s.notifications.from_email.as_deref(), Some("calls@example.com"));
+        assert_eq!(
+            s.notifications.sendgrid_api_key.as_ref().map(|k| k.expose().to_owned()),
+            Some("SG.test-key".to_owned())
+        );
+        assert_eq!(s.notifications.sendgrid_base_url, "http://127.0.0.1:8");
     }
 }

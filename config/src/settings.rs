@@ -22,6 +22,21 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub shutdown: ShutdownSettings,
     pub log: LogSettings,
+    pub speech: SpeechSettings,
+    pub calls: CallSettings,
+    pub notifications: NotificationSettings,
+}
+
+/// Post-call summary emails, sent through SendGrid to each tenant's
+/// `notification_email`.
+#[derive(Debug, Clone, Serialize)]
+pub struct NotificationSettings {
+    /// Verified sender address (`notifications.from_email`); unset sends no email.
+    pub from_email: Option<String>,
+    /// SendGrid API key (`notifications.sendgrid_api_key`); unset sends no email.
+    pub sendgrid_api_key: Option<SecretString>,
+    /// SendGrid API root (`notifications.sendgrid_base_url`, default `https://api.sendgrid.com`).
+    pub sendgrid_base_url: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -107,6 +122,37 @@ pub struct ShutdownSettings {
     pub grace_period: Duration,
 }
 
+#[derive(Debug, Clone, Serialize)]
+pub struct SpeechSettings {
+    /// Base URL of the OpenAI-compatible local speech server used by agents
+    /// whose STT/TTS provider is `local` (`speech.base_url`).
+    pub base_url: String,
+    /// Start the bundled local speech server as a supervised child process
+    /// (`speech.autostart`).
+    pub autostart: bool,
+    /// Command line that starts the local speech server (`speech.command`).
+    /// Empty means the bundled one: `speech/.venv/bin/python speech/server.py`
+    /// under the working directory.
+    pub command: String,
+    /// Sample rate of the `pcm` the local server's `/v1/audio/speech` returns
+    /// (`speech.tts_sample_rate`).
+    pub tts_sample_rate: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CallSettings {
+    /// Lifetime of the signed token that lets a media stream attach to its
+    /// call (`calls.stream_token_ttl_secs`).
+    #[serde(with = "crate::secs")]
+    pub stream_token_ttl: Duration,
+    /// Write a stereo WAV of every call under `<storage.data_dir>/recordings`
+    /// (`calls.record`).
+    pub record: bool,
+    /// Twilio's REST API root, for transfers and hang-ups
+    /// (`calls.twilio_api_base_url`, default `https://api.twilio.com`).
+    pub twilio_api_base_url: String,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -166,6 +212,22 @@ impl Default for Settings {
             log: LogSettings {
                 format: LogFormat::Pretty,
                 filter: "info".to_owned(),
+            },
+            speech: SpeechSettings {
+                base_url: "http://127.0.0.1:8790".to_owned(),
+                autostart: true,
+                command: String::new(),
+                tts_sample_rate: 22_050,
+            },
+            calls: CallSettings {
+                stream_token_ttl: Duration::from_secs(60),
+                record: true,
+                twilio_api_base_url: "https://api.twilio.com".to_owned(),
+            },
+            notifications: NotificationSettings {
+                from_email: None,
+                sendgrid_api_key: None,
+                sendgrid_base_url: "https://api.sendgrid.com".to_owned(),
             },
         }
     }

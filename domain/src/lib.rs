@@ -15,6 +15,7 @@
 
 pub mod call;
 pub mod entities;
+pub mod events;
 pub mod ids;
 pub mod page;
 pub mod phone;
@@ -22,6 +23,7 @@ pub mod role;
 
 pub use call::{CallDirection, CallStatus, EndReason};
 pub use entities::*;
+pub use events::{CallEvent, CallEventKind, TurnLatency};
 pub use ids::*;
 pub use page::{Page, PageRequest};
 pub use phone::{E164, E164Error};

@@ -9,8 +9,11 @@
 //! rest, wait a bounded time for open HTTP connections, close the bus, close
 //! the database.
 
+use crate::calls::StoreKeys;
 use crate::redact::redact_url;
 use crate::secrets::{ResolvedSecrets, resolve_secrets};
+use crate::speech::{SpeechServer, SpeechServerHandle};
+use crate::summary::{StandardSummaryLlms, SummaryConfig, SummaryWorker, SummaryWorkerHandle};
 use crate::{EngineError, with_prepared_data_dir};
 use axum::Router;
 use std::future::{Future, IntoFuture as _};
@@ -21,6 +24,7 @@ use switchboard_actors::{Registry, Tree, TreeConfig};
 use switchboard_api::AppState;
 use switchboard_bus::Bus;
 use switchboard_config::Settings;
+use switchboard_providers::email::{EmailSender, SendGrid, SendGridConfig};
 use switchboard_store::{Backend, Store};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -58,6 +62,8 @@ pub struct Engine {
     listener: TcpListener,
     router: Router,
     local_addr: SocketAddr,
+    speech: Option<SpeechServerHandle>,
+    summary: SummaryWorkerHandle,
 }
 
 impl std::fmt::Debug for Engine {
@@ -104,6 +110,28 @@ impl Engine {
             }
         };
 
+        // The local speech server warms up (model load) while we serve; agents
+        // on the `local` provider fail their calls until it answers.
+        let speech = SpeechServer::start(&settings.speech);
+        if let Some(handle) = &speech {
+            let base = handle.base_url().to_owned();
+            let probe = handle.ready_probe();
+            tokio::spawn(async move {
+                match probe.wait(Duration::from_secs(120)).await {
+                    Ok(()) => info!(url = %base, "local speech server ready"),
+                    Err(e) => warn!(url = %base, error = %e, "local speech server not ready"),
+                }
+            });
+        }
+        let summary = match start_summary_worker(&settings, &store, &bus) {
+            Ok(worker) => worker,
+            Err(e) => {
+                tree.shutdown(settings.shutdown.grace_period).await.ok();
+                bus.shutdown().await;
+                store.close().await;
+                return Err(e);
+            }
+        };
         let database = match store.backend() {
             Backend::Sqlite => "sqlite",
             Backend::Postgres => "postgres",
@@ -124,6 +152,8 @@ impl Engine {
             listener,
             router,
             local_addr,
+            speech,
+            summary,
         })
     }
 
@@ -163,10 +193,12 @@ impl Engine {
             listener,
             router,
             local_addr,
+            speech,
+            summary,
         } = self;
         let (stop_tx, mut stop_rx) = watch::channel(false);
         let app = router.into_make_service_with_connect_info::<SocketAddr>();
-        let server = axum::serve(listener, app)
+        let server = axum::serve(switchboard_api::no_delay(listener), app)
             .with_graceful_shutdown(async move {
                 // Either a send or the sender being dropped means stop.
                 let _ = stop_rx.wait_for(|stop| *stop).await;
@@ -202,6 +234,10 @@ impl Engine {
             };
         }
 
+        if let Some(speech) = speech {
+            speech.shutdown().await;
+        }
+        summary.shutdown().await;
         bus.shutdown().await;
         store.close().await;
         info!(addr = %local_addr, "shutdown complete");
@@ -224,6 +260,29 @@ async fn connect_bus(settings: &Settings) -> Result<Bus, EngineError> {
     }
 }
 
+/// The post-call summary worker: summaries through each agent's LLM (or an
+/// extractive one offline), emailed through SendGrid when configured.
+fn start_summary_worker(settings: &Settings, store: &Store, bus: &Bus) -> Result<SummaryWorkerHandle, EngineError> {
+    let n = &settings.notifications;
+    let email: Option<Arc<dyn EmailSender>> = match (&n.sendgrid_api_key, &n.from_email) {
+        (Some(key), Some(_)) => {
+            let mut config = SendGridConfig::new(switchboard_providers::SecretString::from(key.expose().to_owned()));
+            config.base_url = n.sendgrid_base_url.clone();
+            let sendgrid = SendGrid::new(config).map_err(EngineError::Providers)?;
+            Some(Arc::new(sendgrid))
+        }
+        (Some(_), None) | (None, Some(_)) => {
+            warn!("summary emails need both notifications.sendgrid_api_key and notifications.from_email; not emailing");
+            None
+        }
+        (None, None) => None,
+    };
+    let llms = StandardSummaryLlms::new(Arc::new(StoreKeys(store.clone())), Duration::from_secs(30));
+    let mut config = SummaryConfig::new(format!("summary-{}", std::process::id()));
+    config.from_email = n.from_email.clone();
+    Ok(SummaryWorker::new(bus.clone(), store.clone(), Arc::new(llms), email, config).spawn())
+}
+
 async fn start_tree_and_router(
     settings: &Settings,
     store: &Store,
@@ -244,8 +303,15 @@ async fn start_tree_and_router(
         settings,
         &secrets.jwt_secret,
     );
+    let calls = match crate::calls::call_services(settings, store, bus, &tree) {
+        Ok(calls) => calls,
+        Err(e) => {
+            let _ = tree.shutdown(Duration::ZERO).await;
+            return Err(EngineError::Providers(e));
+        }
+    };
     match state {
-        Ok(state) => Ok((tree, switchboard_api::router(state))),
+        Ok(state) => Ok((tree, switchboard_api::router(state.with_calls(calls)))),
         Err(e) => {
             let _ = tree.shutdown(Duration::ZERO).await;
             Err(e.into())

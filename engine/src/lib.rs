@@ -8,15 +8,20 @@
 //! # Layout
 //! - [`Engine`] (module `engine`): build, run, graceful shutdown.
 //! - [`secrets`]: the data directory and generated root secrets.
-//! - [`admin`]: `switchboard admin` operations (bootstrap users).
+//! - [`admin`]: `switchboard admin` operations (bootstrap users, the demo tenant).
+//! - [`calls`]: the call path's wiring (provider factory over stored credentials).
+//! - [`speech`]: the supervised local speech server child process.
 //! - [`telemetry`]: tracing subscriber set-up (pretty or JSON).
 //! - [`redact`]: connection URLs with their passwords removed, for logs.
 //! - `main.rs`: the thin `switchboard` CLI over all of the above.
 
 pub mod admin;
+pub mod calls;
 mod engine;
 pub mod redact;
 pub mod secrets;
+pub mod speech;
+pub mod summary;
 pub mod telemetry;
 
 pub use engine::{Engine, connect_store};
@@ -42,6 +47,8 @@ pub enum EngineError {
     Actors(#[from] switchboard_actors::ActorsError),
     #[error("api: {0}")]
     Api(#[from] switchboard_api::StateError),
+    #[error("providers: {0}")]
+    Providers(switchboard_providers::ProviderError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("http server failed: {0}")]
@@ -58,4 +65,15 @@ pub enum EngineError {
 pub fn with_prepared_data_dir(mut settings: Settings) -> Result<Settings, EngineError> {
     settings.storage.data_dir = prepare_data_dir(&settings.storage.data_dir)?;
     Ok(settings)
+}
+
+/// Installs the process-wide TLS crypto provider (aws-lc-rs). Both rustls
+/// providers are compiled in through our dependencies, so rustls cannot pick
+/// one itself and `wss://` connections (OpenAI Realtime) would fail without
+/// this. Idempotent; call it first thing in `main`.
+pub fn install_tls_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    });
 }

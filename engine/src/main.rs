@@ -1,9 +1,12 @@
 //! `switchboard`: the command-line entry point. It parses flags, loads the
 //! layered settings and hands over to the library (`Engine::build` +
-//! `run_until`, `connect_store`, `admin::create_user`).
+//! `run_until`, `connect_store`, `admin::create_user`, `admin::seed_demo`) or,
+//! for `switchboard call`, to the synthetic caller ([`call_cli`]).
 //!
 //! Exit codes: 0 on success (including a graceful shutdown), 2 for invalid
 //! configuration or usage, 1 for any other failure.
+
+mod call_cli;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -28,6 +31,10 @@ Examples:
   switchboard migrate                                 # apply database migrations and exit
   switchboard admin create-user --email root@example.com --role system_admin   # password from $SWITCHBOARD_ADMIN_PASSWORD
   switchboard admin create-user --email owner@acme.test --password 'long-pass' --role owner --tenant 'Acme Dental'
+  switchboard admin demo                              # seed a demo tenant, agent and number; secrets in ./data/demo.json
+  switchboard call --wav hello.wav                    # phone the demo number like Twilio; bot's answer in bot-reply.wav
+  switchboard admin load-profile                      # seed the bench load-test profile; data/load.json
+  switchboard load --calls 200 --concurrency 200      # run switchboard-load against it (see `switchboard load --help`)
   SWITCHBOARD__LOG__FORMAT=json switchboard serve     # one JSON object per log line
 
 Exit codes: 0 ok, 1 runtime failure, 2 invalid configuration or usage.";
@@ -87,12 +94,58 @@ enum Command {
     Admin(AdminCommand),
     /// Print the effective configuration as TOML, secrets redacted.
     Config,
+    /// Place a synthetic Twilio call on a running engine: speak a WAV, print the live
+    /// transcript, save the bot's answer. Defaults come from <data_dir>/demo.json.
+    Call(Box<call_cli::CallArgs>),
+    /// Run the load tool (`switchboard-load`, built next to this binary) with the given
+    /// arguments; defaults come from <data_dir>/load.json. `switchboard load --help` for its options.
+    Load(LoadArgs),
+}
+
+#[derive(Debug, Args)]
+// `--help` belongs to switchboard-load: `switchboard load --help` shows its options.
+#[command(disable_help_flag = true)]
+struct LoadArgs {
+    /// Arguments passed to switchboard-load unchanged.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
+    args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LoadProvidersArg {
+    /// The bench STT, agent and TTS inside the engine.
+    Bench,
+    /// openai_compatible STT/TTS at a fake OpenAI speech server (--fake-url), rules agent.
+    FakeServers,
+}
+
+#[derive(Debug, Args)]
+struct LoadProfileArgs {
+    /// Which stand-in providers the load agent uses.
+    #[arg(long, value_enum, default_value = "bench")]
+    providers: LoadProvidersArg,
+    /// The fake OpenAI speech server, with /v1 (e.g. http://127.0.0.1:8791/v1); needed with fake-servers.
+    #[arg(long, value_name = "URL")]
+    fake_url: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
 enum AdminCommand {
     /// Create a user and print its id. Use it to bootstrap the first system_admin.
     CreateUser(CreateUserArgs),
+    /// Seed (idempotently) a demo tenant, owner, Twilio credential, rule-based agent and
+    /// number, and write their URLs and secrets to <data_dir>/demo.json (mode 0600).
+    Demo(DemoArgs),
+    /// Seed (idempotently) the load-test bench profile: tenant "Load test", a Twilio credential,
+    /// the agent "Load profile (bench)" and the number +15005550100; writes <data_dir>/load.json.
+    LoadProfile(LoadProfileArgs),
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// Also print the generated password and Twilio auth token (they are always in demo.json).
+    #[arg(long)]
+    show_secrets: bool,
 }
 
 #[derive(Debug, Args)]
@@ -141,6 +194,7 @@ impl GlobalArgs {
 }
 
 fn main() -> ExitCode {
+    switchboard_engine::install_tls_provider();
     let cli = Cli::parse();
     let source = ConfigSource::from_process(cli.global.config.clone(), cli.global.overrides());
     let settings = match Settings::load(&source) {
@@ -150,6 +204,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+
+    if let Command::Load(args) = &cli.command {
+        return exec_load(&args.args, &settings.storage.data_dir);
+    }
 
     if let Command::Config = cli.command {
         return match settings.redacted_toml() {
@@ -164,11 +222,16 @@ fn main() -> ExitCode {
         };
     }
 
-    // RUST_LOG is the conventional quick override while debugging.
+    // RUST_LOG is the conventional quick override while debugging. `call` prints its
+    // own progress on stdout, so its logs stay at warnings unless asked for.
+    let default_filter = match (&cli.command, &cli.global.log_filter) {
+        (Command::Call(_), None) => "warn".to_owned(),
+        _ => settings.log.filter.clone(),
+    };
     let filter = std::env::var("RUST_LOG")
         .ok()
         .filter(|f| !f.trim().is_empty())
-        .unwrap_or(settings.log.filter.clone());
+        .unwrap_or(default_filter);
     if let Err(e) = telemetry::init(settings.log.format, &filter) {
         eprintln!("invalid configuration (1 problem):\n  log.filter: {e}");
         return ExitCode::from(2);
@@ -197,8 +260,11 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Serve => serve(settings).await,
         Command::Migrate => migrate(settings).await,
         Command::Admin(AdminCommand::CreateUser(args)) => create_user(settings, args).await,
+        Command::Admin(AdminCommand::Demo(args)) => demo(settings, args).await,
+        Command::Admin(AdminCommand::LoadProfile(args)) => load_profile(settings, args).await,
+        Command::Call(args) => call_cli::run(&settings.storage.data_dir, *args).await,
         // Handled before the runtime starts.
-        Command::Config => Ok(()),
+        Command::Config | Command::Load(_) => Ok(()),
     }
 }
 
@@ -255,4 +321,73 @@ async fn create_user(settings: Settings, args: CreateUserArgs) -> anyhow::Result
     let user = result?;
     println!("{}", user.id);
     Ok(())
+}
+
+async fn demo(settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
+    let settings = with_prepared_data_dir(settings)?;
+    let secrets = switchboard_engine::resolve_secrets(&settings)?;
+    let store = connect_store(&settings, *secrets.encryption_key.expose()).await?;
+    let result = admin::seed_demo(&store, &settings.storage.data_dir, &settings.http.public_base_url).await;
+    store.close().await;
+    println!("{}", result?.summary(args.show_secrets));
+    Ok(())
+}
+
+async fn load_profile(settings: Settings, args: LoadProfileArgs) -> anyhow::Result<()> {
+    let providers = match (args.providers, args.fake_url) {
+        (LoadProvidersArg::Bench, None) => admin::LoadProviders::Bench,
+        (LoadProvidersArg::Bench, Some(_)) => {
+            return Err(EngineError::Usage("--fake-url goes with --providers fake-servers".to_owned()).into());
+        }
+        (LoadProvidersArg::FakeServers, Some(url)) => admin::LoadProviders::FakeServers { url },
+        (LoadProvidersArg::FakeServers, None) => {
+            return Err(EngineError::Usage(
+                "--providers fake-servers needs --fake-url http://HOST:PORT/v1 (start testkit's fake-openai-speech)"
+                    .to_owned(),
+            )
+            .into());
+        }
+    };
+    let settings = with_prepared_data_dir(settings)?;
+    let secrets = switchboard_engine::resolve_secrets(&settings)?;
+    let store = connect_store(&settings, *secrets.encryption_key.expose()).await?;
+    let result = admin::seed_load_profile(
+        &store,
+        &settings.storage.data_dir,
+        &settings.http.public_base_url,
+        &providers,
+    )
+    .await;
+    store.close().await;
+    println!("{}", result?.summary());
+    Ok(())
+}
+
+/// Replaces this process with `switchboard-load` from this binary's directory.
+/// `--profile` defaults to `<data_dir>/load.json` through `SWITCHBOARD_LOAD_PROFILE`.
+fn exec_load(args: &[String], data_dir: &std::path::Path) -> ExitCode {
+    use std::os::unix::process::CommandExt as _;
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe.with_file_name("switchboard-load"),
+        Err(e) => {
+            eprintln!("error: cannot locate this executable: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if !exe.is_file() {
+        eprintln!(
+            "error: {} is not built; build it with:\n  cargo build --release -p switchboard-benches --bin switchboard-load",
+            exe.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let mut command = std::process::Command::new(&exe);
+    command.args(args);
+    if std::env::var_os("SWITCHBOARD_LOAD_PROFILE").is_none() {
+        command.env("SWITCHBOARD_LOAD_PROFILE", data_dir.join(admin::LOAD_FILE));
+    }
+    // exec only returns on failure.
+    let err = command.exec();
+    eprintln!("error: cannot run {}: {err}", exe.display());
+    ExitCode::FAILURE
 }

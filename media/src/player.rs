@@ -66,7 +66,7 @@ impl Default for PlayerConfig {
     fn default() -> Self {
         Self {
             lead_ms: 60,
-            reserve_ms: 10_000,
+            reserve_ms: 3_000,
             max_queue_ms: 120_000,
         }
     }
@@ -166,7 +166,9 @@ struct Open {
 #[derive(Debug)]
 pub struct Player {
     config: PlayerConfig,
-    resamplers: Vec<Resampler>,
+    /// One per TTS rate, built when an utterance first uses the rate (most
+    /// calls only ever use one), so a call's set-up stays cheap.
+    resamplers: [Option<Resampler>; INPUT_RATES.len()],
     open: Option<Open>,
     queue: VecDeque<u8>,
     /// Bytes ever queued (absolute end of `queue`).
@@ -183,14 +185,10 @@ pub struct Player {
 
 impl Player {
     pub fn new(config: PlayerConfig) -> Result<Self, PlayerError> {
-        let resamplers = INPUT_RATES
-            .iter()
-            .map(|&r| Resampler::new(r, 8000, Alignment::Trimmed))
-            .collect::<Result<Vec<_>, _>>()?;
         let reserve = usize::try_from(config.reserve_ms * BYTES_PER_MS).unwrap_or(0);
         Ok(Self {
             config,
-            resamplers,
+            resamplers: Default::default(),
             open: None,
             queue: VecDeque::with_capacity(reserve),
             queued_abs: 0,
@@ -211,7 +209,10 @@ impl Player {
             .position(|&r| r == sample_rate)
             .ok_or(PlayerError::UnsupportedRate(sample_rate))?;
         self.finish_utterance();
-        self.resamplers[idx].reset();
+        match &mut self.resamplers[idx] {
+            Some(resampler) => resampler.reset(),
+            slot @ None => *slot = Some(Resampler::new(sample_rate, 8000, Alignment::Trimmed)?),
+        }
         self.open = Some(Open {
             utterance: Arc::from(id),
             resampler: idx,
@@ -240,7 +241,10 @@ impl Player {
         }
         let queue = &mut self.queue;
         let mut queued = 0u64;
-        self.resamplers[open.resampler].push(pcm, |out| {
+        let Some(resampler) = self.resamplers[open.resampler].as_mut() else {
+            return Err(PlayerError::NoOpenUtterance);
+        };
+        resampler.push(pcm, |out| {
             queue.extend(out.iter().map(|&s| ulaw::encode(s)));
             queued += out.len() as u64;
         });
@@ -267,11 +271,16 @@ impl Player {
     pub fn finish_utterance(&mut self) {
         let Some(open) = self.open.take() else { return };
         if open.discard {
-            self.resamplers[open.resampler].reset();
+            if let Some(resampler) = self.resamplers[open.resampler].as_mut() {
+                resampler.reset();
+            }
             return;
         }
         let queue = &mut self.queue;
-        let flushed = self.resamplers[open.resampler].flush(|out| queue.extend(out.iter().map(|&s| ulaw::encode(s))));
+        let flushed = match self.resamplers[open.resampler].as_mut() {
+            Some(resampler) => resampler.flush(|out| queue.extend(out.iter().map(|&s| ulaw::encode(s)))),
+            None => 0,
+        };
         self.queued_abs += flushed as u64;
         let pad = (FRAME_BYTES as u64 - self.queued_abs % FRAME_BYTES as u64) % FRAME_BYTES as u64;
         self.queue.extend(std::iter::repeat_n(ulaw::SILENCE, pad as usize));
@@ -394,7 +403,9 @@ impl Player {
         });
         if let Some(open) = self.open.as_mut() {
             open.discard = true;
-            self.resamplers[open.resampler].reset();
+            if let Some(resampler) = self.resamplers[open.resampler].as_mut() {
+                resampler.reset();
+            }
         }
         self.play_head_ms = None;
         Some(Interruption {

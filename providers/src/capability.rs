@@ -13,6 +13,7 @@ use futures::stream::BoxStream;
 use switchboard_domain::{E164, ProviderCallId};
 
 use crate::error::ProviderError;
+use crate::tools::TurnContext;
 use crate::twilio::twiml::Twiml;
 
 /// How a speech-to-text session should listen.
@@ -71,6 +72,8 @@ pub trait TextToSpeech: Send + Sync + 'static {
 pub enum Speaker {
     Caller,
     Agent,
+    /// A tool call the agent made and its result, as `name(arguments) -> result`.
+    Tool,
 }
 
 /// One earlier line of the conversation.
@@ -95,6 +98,8 @@ pub struct AgentTurn {
     pub input: TurnInput,
     /// Earlier lines, oldest first; does not include `input`.
     pub history: Vec<HistoryEntry>,
+    /// Tools and contact facts; empty for agents without them.
+    pub context: TurnContext,
 }
 
 /// Something the agent wants done to the call.
@@ -115,6 +120,13 @@ pub enum AgentOutput {
     Text(String),
     /// An action, always after the text it belongs to.
     Action(AgentAction),
+    /// A tool call the agent made, reported once it finished so the owner can
+    /// keep it in the conversation's history.
+    ToolCall {
+        name: String,
+        arguments: String,
+        result: String,
+    },
 }
 
 /// The brain of a conversation: turns caller input into a reply.

@@ -239,7 +239,11 @@ mod tests {
     }
 
     fn collect(agent: &dyn ConversationAgent, input: TurnInput) -> Vec<AgentOutput> {
-        let stream = agent.respond(AgentTurn { input, history: vec![] });
+        let stream = agent.respond(AgentTurn {
+            input,
+            history: vec![],
+            context: Default::default(),
+        });
         block_on(stream.map(|r| r.expect("rule agent never fails")).collect::<Vec<_>>())
     }
 

@@ -35,10 +35,10 @@ mod sql;
 pub use crypto::SecretCipher;
 pub use error::StoreError;
 pub use repo::{
-    AgentFilter, AgentRepo, AppointmentFilter, AppointmentRepo, AuditRepo, CallFilter, CallRepo, ContactFilter,
-    ContactRepo, ConversationFilter, ConversationRepo, CredentialFilter, CredentialRepo, MessageFilter, MessageRepo,
-    PhoneNumberFilter, PhoneNumberRepo, SessionRecord, SessionRepo, TenantFilter, TenantRepo, TranscriptRepo,
-    UserFilter, UserRepo,
+    AgentFilter, AgentRepo, AppointmentFilter, AppointmentRepo, AuditRepo, CallFilter, CallRepo, CallSummaryRow,
+    ContactFilter, ContactRepo, ConversationFilter, ConversationRepo, CredentialFilter, CredentialRepo, MessageFilter,
+    MessageRepo, PhoneNumberFilter, PhoneNumberRepo, SessionRecord, SessionRepo, SummaryStatus, TenantFilter,
+    TenantRepo, TranscriptRepo, TurnRepo, UserFilter, UserRepo,
 };
 pub use scope::Scope;
 
@@ -191,6 +191,9 @@ impl Store {
     }
     pub fn transcripts(&self) -> TranscriptRepo<'_> {
         TranscriptRepo::new(self)
+    }
+    pub fn turns(&self) -> TurnRepo<'_> {
+        TurnRepo::new(self)
     }
     pub fn conversations(&self) -> ConversationRepo<'_> {
         ConversationRepo::new(self)

@@ -1640,6 +1640,36 @@ async fn ping_migrate_again_and_backend(db: &TestDb) {
     }
 }
 
+async fn turn_latencies_upsert_per_turn(db: &TestDb) {
+    let s = &db.store;
+    let t = tenant(s, "T").await;
+    let call = s.calls().create(new_call(t.id, None)).await.expect("call");
+    let first = TurnLatency {
+        turn_id: 1,
+        stt_final_ms: Some(180),
+        agent_first_token_ms: Some(190),
+        tts_first_audio_ms: Some(400),
+        first_frame_ms: Some(405),
+        mark_confirmed_ms: None,
+    };
+    s.turns().record(call.id, &first).await.expect("record");
+    let greeting = TurnLatency {
+        turn_id: 0,
+        tts_first_audio_ms: Some(300),
+        ..TurnLatency::default()
+    };
+    s.turns().record(call.id, &greeting).await.expect("record greeting");
+    // The mark arrives later: the same turn is written again, not duplicated.
+    let confirmed = TurnLatency {
+        mark_confirmed_ms: Some(900),
+        ..first
+    };
+    s.turns().record(call.id, &confirmed).await.expect("re-record");
+    assert_eq!(s.turns().list(call.id).await.expect("list"), vec![greeting, confirmed]);
+    let other = s.calls().create(new_call(t.id, None)).await.expect("call");
+    assert!(s.turns().list(other.id).await.expect("list").is_empty());
+}
+
 #[tokio::test]
 async fn in_memory_sqlite_keeps_one_database() {
     let store = Store::connect("sqlite::memory:", 8, common::KEY)
@@ -1671,6 +1701,7 @@ both!(
     concurrent_bookings_of_one_slot_admit_one,
     call_status_is_monotonic_and_finish_idempotent,
     transcript_seq_is_atomic_under_concurrency,
+    turn_latencies_upsert_per_turn,
     conversations_and_messages,
     audit_log_is_scoped,
     sessions_expire_and_revoke,

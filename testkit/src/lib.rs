@@ -139,7 +139,41 @@ pub fn test_settings(data_dir: &std::path::Path) -> Settings {
     settings.limits.webhook_per_second = 10_000;
     settings.shutdown.grace_period = Duration::from_secs(5);
     settings.database.max_connections = 5;
+    // One speech server per test that needs it (see `speech_command`), not one per engine.
+    settings.speech.autostart = false;
     settings
+}
+
+/// The repository's root directory (for fixtures and the bundled speech server).
+pub fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// The command line that starts the bundled local speech server, with
+/// absolute paths (tests do not run from the repository root). Fails with a
+/// clear message when it is not installed.
+pub fn speech_command() -> anyhow::Result<String> {
+    let root = repo_root();
+    let python = root.join("speech/.venv/bin/python");
+    anyhow::ensure!(
+        python.exists(),
+        "the local speech server is not installed ({} is missing): run scripts/install-speech",
+        python.display()
+    );
+    Ok(format!(
+        "{} {}",
+        python.display(),
+        root.join("speech/server.py").display()
+    ))
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; another process could take it first).
+pub fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).context("bind a free port")?;
+    Ok(listener.local_addr().context("local addr")?.port())
 }
 
 /// A user created by [`TestApp::create_user`], with the password to log in.
@@ -210,10 +244,17 @@ impl TestApp {
     }
 
     async fn start(
-        settings: Settings,
+        mut settings: Settings,
         data_dir: tempfile::TempDir,
         database: Option<TestDatabase>,
     ) -> anyhow::Result<TestApp> {
+        // Webhook signatures and stream URLs use the public base URL: make it
+        // the address the test engine really listens on.
+        if settings.http.bind.port() == 0 && settings.http.public_base_url == Settings::default().http.public_base_url {
+            let port = free_port()?;
+            settings.http.bind = SocketAddr::from(([127, 0, 0, 1], port));
+            settings.http.public_base_url = format!("http://127.0.0.1:{port}");
+        }
         let engine = Engine::build(settings).await.context("Engine::build")?;
         let addr = engine.local_addr();
         let store = engine.store().clone();

@@ -136,18 +136,32 @@ pub async fn tree() -> (Tree, Arc<FakeRecorder>) {
     tree_with(TreeConfig::default()).await
 }
 
-/// Captures formatted log lines of the current thread (tests run on a
-/// current-thread runtime, so the actors log here too).
+/// Captures the formatted log lines of the whole test binary.
+///
+/// A thread-local subscriber (`set_default`) loses events at random when
+/// other tests run in parallel: tracing caches each callsite's interest
+/// globally, and a callsite first hit on a thread without a subscriber is
+/// cached as uninteresting. So the capture is one global subscriber,
+/// installed once; tests look for lines with their own (unique) IDs.
 #[derive(Clone, Default)]
 pub struct LogCapture(Arc<Mutex<Vec<u8>>>);
 
+static GLOBAL_LOGS: std::sync::OnceLock<LogCapture> = std::sync::OnceLock::new();
+
 impl LogCapture {
-    pub fn install(&self) -> tracing::subscriber::DefaultGuard {
-        let sub = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_writer(self.clone())
-            .finish();
-        tracing::subscriber::set_default(sub)
+    /// The binary-wide capture, installed on first use.
+    pub fn global() -> LogCapture {
+        GLOBAL_LOGS
+            .get_or_init(|| {
+                let capture = LogCapture::default();
+                let sub = tracing_subscriber::fmt()
+                    .with_ansi(false)
+                    .with_writer(capture.clone())
+                    .finish();
+                tracing::subscriber::set_global_default(sub).expect("the only global subscriber");
+                capture
+            })
+            .clone()
     }
 
     pub fn text(&self) -> String {

@@ -11,10 +11,12 @@ use crate::extract::{Json, Path, Query};
 use crate::routes::crud::{ListQuery as _, list_query};
 use crate::state::AppState;
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
+use std::path::{Path as FsPath, PathBuf};
 use switchboard_domain::{
     AgentId, AuditEntry, Call, CallDirection, CallId, CallStatus, Channel, ContactId, Conversation, ConversationId,
-    Message, MessageDirection, MessageId, Page, Role, Timestamp, TranscriptSegment,
+    Message, MessageDirection, MessageId, Page, Role, Timestamp, TranscriptSegment, TurnLatency,
 };
 use switchboard_store::{CallFilter, ConversationFilter, MessageFilter};
 
@@ -126,6 +128,77 @@ pub async fn get_transcript(
     Ok(Json(state.store().transcripts().list(id).await?))
 }
 
+/// Get a call's per-turn latencies (turn 0 is the greeting).
+#[utoipa::path(
+    get, path = "/api/v1/calls/{id}/turns", tag = "calls", description = READ,
+    params(("id" = String, Path, format = Uuid, description = "Call ID")),
+    responses((status = 200, body = Vec<TurnLatency>), (status = 404, description = "`not_found`", body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = []))
+)]
+pub async fn get_turns(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<CallId>,
+) -> Result<Json<Vec<TurnLatency>>, ApiError> {
+    caller.require(Role::Agent)?;
+    // Scope check through the call: turns carry no tenant of their own.
+    state.store().calls().get(caller.scope, id).await?;
+    Ok(Json(state.store().turns().list(id).await?))
+}
+
+/// Download a call's recording (stereo WAV: caller left, agent right).
+#[utoipa::path(
+    get, path = "/api/v1/calls/{id}/recording", tag = "calls",
+    description = "Agent and above, own tenant only. Only recordings the engine wrote itself (under the \
+                   recordings directory) are served; a call without one, or whose recording is elsewhere \
+                   (e.g. a carrier URL, see `recording_url`), is 404.",
+    params(("id" = String, Path, format = Uuid, description = "Call ID")),
+    responses(
+        (status = 200, description = "The WAV file", content_type = "audio/wav", body = Vec<u8>),
+        (status = 404, description = "`not_found`", body = ErrorBody)
+    ),
+    security(("bearer" = []), ("session_cookie" = []))
+)]
+pub async fn get_recording(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<CallId>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Agent)?;
+    let call = state.store().calls().get(caller.scope, id).await?;
+    let dir = state.calls.as_ref().and_then(|c| c.recordings_dir.clone());
+    let (Some(url), Some(dir)) = (call.recording_url, dir) else {
+        return Err(ApiError::NotFound("recording"));
+    };
+    let Some(path) = local_recording(&dir, &url).await else {
+        tracing::debug!(call_id = %id, "recording is not a local file under the recordings directory");
+        return Err(ApiError::NotFound("recording"));
+    };
+    match tokio::fs::read(&path).await {
+        Ok(bytes) => Ok(([(http::header::CONTENT_TYPE, "audio/wav")], bytes).into_response()),
+        Err(err) => {
+            tracing::warn!(call_id = %id, error = %err, "recording file unreadable");
+            Err(ApiError::NotFound("recording"))
+        }
+    }
+}
+
+/// `url` as a file under `dir`, if it is one: a plain path or a `file://`
+/// URL, relative paths taken from `dir`. Both sides are canonicalized
+/// (symlinks and `..` resolved) before the containment check, so no stored
+/// value can reach outside the recordings directory.
+async fn local_recording(dir: &FsPath, url: &str) -> Option<PathBuf> {
+    let raw = url.strip_prefix("file://").unwrap_or(url);
+    if raw.contains("://") {
+        return None;
+    }
+    let candidate = dir.join(raw);
+    let root = tokio::fs::canonicalize(dir).await.ok()?;
+    let resolved = tokio::fs::canonicalize(&candidate).await.ok()?;
+    let meta = tokio::fs::metadata(&resolved).await.ok()?;
+    (resolved.starts_with(&root) && meta.is_file()).then_some(resolved)
+}
+
 /// List conversations.
 #[utoipa::path(
     get, path = "/api/v1/conversations", tag = "conversations", description = READ,
@@ -220,6 +293,8 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/calls", get(list_calls))
         .route("/calls/{id}", get(get_call))
         .route("/calls/{id}/transcript", get(get_transcript))
+        .route("/calls/{id}/turns", get(get_turns))
+        .route("/calls/{id}/recording", get(get_recording))
         .route("/conversations", get(list_conversations))
         .route("/conversations/{id}", get(get_conversation))
         .route("/messages", get(list_messages))

@@ -17,6 +17,7 @@
 pub mod activity;
 pub mod crud;
 pub mod health;
+pub mod metrics;
 pub mod resources;
 pub mod tenants;
 pub mod users;

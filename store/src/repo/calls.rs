@@ -5,6 +5,11 @@
 //! callbacks are harmless; `finish` is idempotent (the first end wins); every
 //! transition is a single conditional `UPDATE`, so concurrent writers cannot
 //! move a call backwards.
+//!
+//! Post-call summaries (see [`CallRepo::summary`]): a stored summary
+//! (`done`) is never turned into `failed` by a later failure, only annotated
+//! with its error; the summary email is marked sent once and the first time
+//! is kept; every write is scoped to the tenant named by the job.
 
 use crate::Store;
 use crate::error::StoreError;
@@ -15,10 +20,113 @@ use domain::{
     Timestamp,
 };
 use sqlx::any::AnyRow;
+use std::str::FromStr;
 use std::sync::LazyLock;
+
+/// Longest failure reason kept in `summary_error`.
+const MAX_SUMMARY_ERROR: usize = 1000;
+
+const SUMMARY_COLUMNS: &str = "summary_status, summary, outcome, extraction, summary_error, summary_emailed_at";
 
 const COLUMNS: &str = "id, tenant_id, agent_id, provider_call_id, direction, from_addr, to_addr, status, started_at, \
                        answered_at, ended_at, end_reason, recording_url, summary, created_at, updated_at";
+
+/// Where a call's post-call summary stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SummaryStatus {
+    /// A summary job has started on the call and not finished.
+    Pending,
+    /// The summary is stored.
+    Done,
+    /// The summary job gave up; `error` says why.
+    Failed,
+}
+
+impl SummaryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SummaryStatus::Pending => "pending",
+            SummaryStatus::Done => "done",
+            SummaryStatus::Failed => "failed",
+        }
+    }
+}
+
+impl FromStr for SummaryStatus {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "pending" => Ok(SummaryStatus::Pending),
+            "done" => Ok(SummaryStatus::Done),
+            "failed" => Ok(SummaryStatus::Failed),
+            _ => Err(()),
+        }
+    }
+}
+
+impl std::fmt::Display for SummaryStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A call's post-call summary as stored (read with [`CallRepo::summary`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallSummaryRow {
+    /// `None` until a summary job touched the call.
+    pub status: Option<SummaryStatus>,
+    pub summary: Option<String>,
+    /// Short outcome label, e.g. `appointment_booked`.
+    pub outcome: Option<String>,
+    /// The structured result (a JSON object).
+    pub extraction: Option<serde_json::Value>,
+    /// Why the last attempt failed (also kept next to a `done` summary whose email failed).
+    pub error: Option<String>,
+    /// When the summary email was accepted by the email provider.
+    pub emailed_at: Option<Timestamp>,
+}
+
+impl CallSummaryRow {
+    /// True when the summary is stored (status `done`).
+    pub fn is_done(&self) -> bool {
+        self.status == Some(SummaryStatus::Done)
+    }
+
+    /// `extraction.appointment_booked`, when it is a boolean.
+    pub fn appointment_booked(&self) -> Option<bool> {
+        self.extraction.as_ref()?.get("appointment_booked")?.as_bool()
+    }
+
+    /// `extraction.follow_up_needed`, when it is a boolean.
+    pub fn follow_up_needed(&self) -> Option<bool> {
+        self.extraction.as_ref()?.get("follow_up_needed")?.as_bool()
+    }
+}
+
+fn parse_summary(row: &AnyRow) -> Result<CallSummaryRow, StoreError> {
+    let extraction = row
+        .opt_text("extraction")?
+        .map(|text| serde_json::from_str(&text))
+        .transpose()
+        .map_err(|_| StoreError::corrupt("column `extraction` holds an invalid value"))?;
+    Ok(CallSummaryRow {
+        status: row.opt_parse("summary_status")?,
+        summary: row.opt_text("summary")?,
+        outcome: row.opt_text("outcome")?,
+        extraction,
+        error: row.opt_text("summary_error")?,
+        emailed_at: row.opt_ts("summary_emailed_at")?,
+    })
+}
+
+/// `reason` cut to [`MAX_SUMMARY_ERROR`] bytes on a character boundary.
+fn clip(reason: &str) -> String {
+    let mut end = reason.len().min(MAX_SUMMARY_ERROR);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason[..end].to_owned()
+}
 
 /// Filters for [`CallRepo::list`]. `from`/`to` bound `started_at` to `[from, to)`.
 #[derive(Debug, Clone, Default)]
@@ -243,6 +351,107 @@ impl<'a> CallRepo<'a> {
             return Err(StoreError::not_found("call"));
         }
         self.unscoped(id).await
+    }
+
+    /// The call's post-call summary; `None` when nothing is recorded yet
+    /// (no status and no summary). A call outside `scope` is `NotFound`.
+    pub async fn summary(&self, scope: Scope, id: CallId) -> Result<Option<CallSummaryRow>, StoreError> {
+        let mut sql = Sql::new(&format!("SELECT {SUMMARY_COLUMNS} FROM calls WHERE id = $1")).arg(text(id));
+        sql.scope("tenant_id", &scope);
+        let row = sql
+            .fetch_optional(self.store.pool())
+            .await?
+            .ok_or(StoreError::not_found("call"))?;
+        let summary = parse_summary(&row)?;
+        Ok((summary.status.is_some() || summary.summary.is_some()).then_some(summary))
+    }
+
+    /// Mark the summary as in progress, unless it is already `done` (or
+    /// `pending`). Returns the summary state as stored afterwards.
+    pub async fn set_summary_pending(&self, tenant: TenantId, id: CallId) -> Result<CallSummaryRow, StoreError> {
+        Sql::new(
+            "UPDATE calls SET summary_status = 'pending', updated_at = $1 \
+             WHERE id = $2 AND tenant_id = $3 AND (summary_status IS NULL OR summary_status = 'failed')",
+        )
+        .arg(domain::now())
+        .arg(text(id))
+        .arg(text(tenant))
+        .execute(self.store.pool())
+        .await?;
+        self.summary(Scope::Tenant(tenant), id)
+            .await?
+            .ok_or(StoreError::corrupt("summary status missing after update"))
+    }
+
+    /// Store a finished summary: `summary`, `outcome` and the structured
+    /// `extraction` (a JSON object, by convention with the booleans
+    /// `appointment_booked` and `follow_up_needed`); status becomes `done`
+    /// and any earlier error is cleared. Writing again replaces the result.
+    pub async fn set_summary_result(
+        &self,
+        tenant: TenantId,
+        id: CallId,
+        summary: &str,
+        outcome: &str,
+        extraction: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        if !extraction.is_object() {
+            return Err(StoreError::invalid("a summary extraction must be a JSON object"));
+        }
+        let n = Sql::new(
+            "UPDATE calls SET summary = $1, outcome = $2, extraction = $3, summary_status = 'done', \
+             summary_error = NULL, updated_at = $4 WHERE id = $5 AND tenant_id = $6",
+        )
+        .arg(summary)
+        .arg(outcome)
+        .arg(crate::sql::to_json(extraction)?)
+        .arg(domain::now())
+        .arg(text(id))
+        .arg(text(tenant))
+        .execute(self.store.pool())
+        .await?;
+        if n == 0 {
+            return Err(StoreError::not_found("call"));
+        }
+        Ok(())
+    }
+
+    /// Record that the summary job gave up with `reason` (kept up to 1000
+    /// bytes). The status becomes `failed`, except that a `done` summary stays
+    /// `done` (the reason is then about its email).
+    pub async fn set_summary_failed(&self, tenant: TenantId, id: CallId, reason: &str) -> Result<(), StoreError> {
+        let n = Sql::new(
+            "UPDATE calls SET summary_status = CASE WHEN summary_status = 'done' THEN 'done' ELSE 'failed' END, \
+             summary_error = $1, updated_at = $2 WHERE id = $3 AND tenant_id = $4",
+        )
+        .arg(clip(reason))
+        .arg(domain::now())
+        .arg(text(id))
+        .arg(text(tenant))
+        .execute(self.store.pool())
+        .await?;
+        if n == 0 {
+            return Err(StoreError::not_found("call"));
+        }
+        Ok(())
+    }
+
+    /// Record that the summary email was accepted at `at`; the first time is kept.
+    pub async fn set_summary_emailed(&self, tenant: TenantId, id: CallId, at: Timestamp) -> Result<(), StoreError> {
+        let n = Sql::new(
+            "UPDATE calls SET summary_emailed_at = COALESCE(summary_emailed_at, $1), updated_at = $2 \
+             WHERE id = $3 AND tenant_id = $4",
+        )
+        .arg(at)
+        .arg(domain::now())
+        .arg(text(id))
+        .arg(text(tenant))
+        .execute(self.store.pool())
+        .await?;
+        if n == 0 {
+            return Err(StoreError::not_found("call"));
+        }
+        Ok(())
     }
 
     /// Calls of the tenant that have not ended (for the concurrency limit).

@@ -18,12 +18,13 @@ mod phone_numbers;
 mod sessions;
 mod tenants;
 mod transcripts;
+mod turns;
 mod users;
 
 pub use agents::{AgentFilter, AgentRepo};
 pub use appointments::{AppointmentFilter, AppointmentRepo};
 pub use audit::AuditRepo;
-pub use calls::{CallFilter, CallRepo};
+pub use calls::{CallFilter, CallRepo, CallSummaryRow, SummaryStatus};
 pub use contacts::{ContactFilter, ContactRepo};
 pub use conversations::{ConversationFilter, ConversationRepo};
 pub use credentials::{CredentialFilter, CredentialRepo};
@@ -44,3 +45,4 @@ pub(crate) fn require_name(what: &str, name: &str) -> Result<String, StoreError>
     }
     Ok(trimmed.to_owned())
 }
+pub use turns::TurnRepo;
