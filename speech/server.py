@@ -117,6 +117,8 @@ class Transcriber:
                 audio,
                 language=language,
                 beam_size=self._beam_size,
+                # No temperature fallback: the same audio gives the same text.
+                temperature=0.0,
                 vad_filter=False,
                 condition_on_previous_text=False,
                 initial_prompt=prompt or None,

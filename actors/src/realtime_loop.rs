@@ -49,6 +49,8 @@
 //!   client has no `conversation.item.create` for user text.
 //! - **Silence timers** (`idle_timeout_ms`) are not applied: server VAD owns
 //!   turn-taking in this mode.
+//! - **No caller audio is lost at the end.** When the call closes the
+//!   session, the caller frames still queued for it are sent first.
 //! - **Per-frame path.** `on_audio` and `on_tick` allocate nothing of their
 //!   own; the client builds one JSON string per appended frame (base64),
 //!   which is the one allocation per caller frame.
@@ -89,8 +91,9 @@ const AUDIO_QUEUE: usize = 250;
 pub(crate) const MAX_RECONNECTS: u32 = 2;
 /// Pause before the first reconnect; doubles after each one.
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(250);
-/// How long `finish` waits for the session to close cleanly.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long `finish` waits for the session to send the queued caller audio
+/// and close cleanly (normally milliseconds; generous for a loaded host).
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest a tool may run before the model is told it failed.
 const TOOL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most agent audio between two marks: 200 ms of 8 kHz μ-law.
@@ -1095,6 +1098,10 @@ async fn drive(
             cmd = cmds.recv() => {
                 let sent = match cmd {
                     None | Some(Cmd::Close) => {
+                        // Commands win the biased select, so caller frames the
+                        // call queued before it closed may still be waiting:
+                        // the model gets them before the close.
+                        flush_audio(&mut sender, audio).await;
                         if let Err(e) = sender.close().await {
                             tracing::debug!(error = %e, "realtime session did not close cleanly");
                         }
@@ -1130,6 +1137,20 @@ async fn drive(
                     return SessionEnd::Lost(format!("send: {e}"));
                 }
             }
+        }
+    }
+}
+
+/// Sends the caller frames already queued, without waiting for more: the
+/// call is closing and queues nothing after its `Close`. At most one queue's
+/// worth; a failed send stops it (the session is closing anyway).
+async fn flush_audio(sender: &mut switchboard_providers::RealtimeSender, audio: &mut mpsc::Receiver<Frame>) {
+    for _ in 0..AUDIO_QUEUE {
+        let Ok(frame) = audio.try_recv() else { return };
+        let n = usize::from(frame.len).min(FRAME_BYTES);
+        if let Err(e) = sender.append_audio(&frame.ulaw[..n]).await {
+            tracing::debug!(error = %e, "queued caller audio not sent before the close");
+            return;
         }
     }
 }

@@ -293,9 +293,9 @@ struct Seen {
 }
 
 impl Call {
-    /// Sends `pcm` (8 kHz) as 20 ms frames in real time (the test runs on a
-    /// paused clock, so "real time" is virtual), echoing marks like Twilio
-    /// after the audio before them has played.
+    /// Sends `pcm` (8 kHz) as 20 ms frames at real-time pace (the tests run
+    /// on the real clock, which also paces the bot's playback and idle timers),
+    /// echoing marks like Twilio after the audio before them has played.
     async fn speak(&mut self, pcm: &[i16], seen: &mut Seen) {
         for chunk in pcm.chunks(FRAME_BYTES) {
             let mut frame = AudioIn {
@@ -318,6 +318,48 @@ impl Call {
         self.speak(&to_i16(&silence(8000, ms)), seen).await;
     }
 
+    /// Feeds silence (echoing marks) until `done` holds, the call ends, or
+    /// [`PATIENCE`] has passed; the exact checks that follow then say what is
+    /// wrong. The tests' agents have no idle timeout, so the extra silence
+    /// makes the bot say nothing more: only slow machines wait longer.
+    async fn silence_until(&mut self, seen: &mut Seen, mut done: impl FnMut(&Call, &Seen) -> bool) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while !done(self, seen) && tokio::time::Instant::now() < deadline {
+            if self.handle.info().await.is_err() {
+                // The call ended: nothing more will change.
+                self.drain(seen);
+                return;
+            }
+            self.silence(20, seen).await;
+        }
+    }
+
+    /// The agent lines settled so far (each is stored before its
+    /// `TranscriptFinal` is published), including cut ones.
+    fn agent_finals(&self) -> Vec<String> {
+        self.events
+            .0
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter_map(|e| match &e.kind {
+                CallEventKind::TranscriptFinal {
+                    speaker: Speaker::Agent,
+                    text,
+                    ..
+                } => Some(text.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Feeds silence until the agent has fully said `line` (its last mark
+    /// was echoed and the line stored), bounded by [`PATIENCE`].
+    async fn until_said(&mut self, line: &str, seen: &mut Seen) {
+        self.silence_until(seen, |call, _| call.agent_finals().iter().any(|l| l == line))
+            .await;
+    }
+
     /// Reads what the actor sent; echoes every mark at once (the audio before
     /// a mark has been handed over at real-time pace by then).
     fn drain(&mut self, seen: &mut Seen) {
@@ -334,6 +376,9 @@ impl Call {
         }
     }
 }
+
+/// Bound on every condition-based wait: generous, since CI machines are loaded.
+const PATIENCE: Duration = Duration::from_secs(20);
 
 fn endpointing() -> Endpointing {
     Endpointing {
@@ -357,14 +402,15 @@ async fn greets_hears_answers_and_stores_the_transcript() {
     let mut seen = Seen::default();
 
     // The greeting plays first: 4 words x 120 ms of tone = 24 frames, one mark per chunk
-    // plus one per sentence end.
-    call.silence(1000, &mut seen).await;
+    // plus one per sentence end. (Waiting until it was heard also keeps the caller
+    // from talking over it.)
+    call.until_said("Hello, this is Acme.", &mut seen).await;
     assert_eq!(seen.frames, 24, "greeting frames");
     assert!(seen.marks.iter().all(|m| m.starts_with("t0:")), "{:?}", seen.marks);
 
     // The caller speaks; the scripted STT hears the booking request; the rule agent answers.
     call.speak(&speech(1200), &mut seen).await;
-    call.silence(1500, &mut seen).await;
+    call.until_said("Sure. What day works for you?", &mut seen).await;
     let heard = heard.lock().expect("lock").clone();
     assert_eq!(heard.len(), 1, "one utterance went to STT");
     assert!(
@@ -480,6 +526,8 @@ async fn caller_speech_over_the_bot_clears_playback_and_cuts_the_context() {
     let mut seen = Seen::default();
 
     // 300 ms into the greeting, a 150 ms "uh-huh" does not interrupt.
+    call.silence_until(&mut seen, |_, seen| seen.frames > 0).await;
+    assert!(seen.frames > 0, "the greeting started");
     call.silence(300, &mut seen).await;
     call.speak(&speech(150), &mut seen).await;
     call.silence(600, &mut seen).await;
@@ -491,6 +539,10 @@ async fn caller_speech_over_the_bot_clears_playback_and_cuts_the_context() {
     let mut cleared_after_ms = None;
     for (k, chunk) in pcm.chunks(8 * 20).enumerate() {
         call.speak(chunk, &mut seen).await;
+        // A round trip through the actor's mailbox: the frame was handled, so a
+        // clear it caused is queued; the delay is counted in stream time only.
+        call.handle.info().await.expect("call info");
+        call.drain(&mut seen);
         if seen.clears > 0 && cleared_after_ms.is_none() {
             cleared_after_ms = Some((k as u64 + 1) * 20);
         }
@@ -501,7 +553,15 @@ async fn caller_speech_over_the_bot_clears_playback_and_cuts_the_context() {
         "clear after {cleared_after_ms} ms of speech"
     );
     assert!(seen.frames > frames_before, "the greeting was still playing");
-    call.silence(1500, &mut seen).await;
+    call.silence_until(&mut seen, |call, _| {
+        !inputs.lock().expect("lock").is_empty()
+            && call
+                .events
+                .kinds()
+                .iter()
+                .any(|k| matches!(k, CallEventKind::BargeIn { .. }))
+    })
+    .await;
 
     // The agent saw the greeting cut to what was heard, at a word boundary.
     let inputs = inputs.lock().expect("lock").clone();
@@ -554,16 +614,11 @@ async fn dtmf_reaches_the_agent_and_silence_reprompts_then_hangs_up() {
     let mut seen = Seen::default();
 
     call.handle.dtmf("5".into()).expect("dtmf");
-    call.silence(500, &mut seen).await;
+    call.silence_until(&mut seen, |_, _| !inputs.lock().expect("lock").is_empty())
+        .await;
     assert_eq!(inputs.lock().expect("lock")[0].input, TurnInput::Dtmf("5".into()));
     // Then nothing: reprompt after 2 s, goodbye after 2 more, then the call ends.
-    for _ in 0..400 {
-        if call.handle.info().await.is_err() {
-            break;
-        }
-        call.silence(20, &mut seen).await;
-    }
-    call.handle.stopped().await;
+    until_stopped(&mut call, &mut seen).await;
     let row = h
         .store
         .calls()
@@ -682,14 +737,13 @@ async fn agent_lines(h: &Harness, call: &Call) -> Vec<String> {
         .collect()
 }
 
-/// Feeds silence (echoing marks) until the call ends or `ms` have passed.
-async fn until_stopped(call: &mut Call, seen: &mut Seen, ms: u32) {
-    for _ in 0..ms / 20 {
-        if call.handle.info().await.is_err() {
-            return;
-        }
-        call.silence(20, seen).await;
-    }
+/// Feeds silence (echoing marks) until the call ends, bounded by [`PATIENCE`];
+/// fails if it does not.
+async fn until_stopped(call: &mut Call, seen: &mut Seen) {
+    call.silence_until(seen, |_, _| false).await;
+    tokio::time::timeout(PATIENCE, call.handle.stopped())
+        .await
+        .expect("the call ended");
 }
 
 #[tokio::test]
@@ -700,9 +754,9 @@ async fn a_failed_answer_says_the_fault_line_and_is_retried_with_its_context() {
         let (p, _) = providers(agent);
         let mut call = h.call("Hi there.", endpointing(), faults(2), p).await;
         let mut seen = Seen::default();
-        call.silence(600, &mut seen).await;
+        call.until_said("Hi there.", &mut seen).await;
         call.speak(&speech(1000), &mut seen).await;
-        call.silence(3000, &mut seen).await;
+        call.until_said("Sure, it is booked.", &mut seen).await;
 
         // The call survived, said the fault line, then the retried answer.
         assert!(call.handle.info().await.is_ok(), "panic={panic}: the call goes on");
@@ -748,8 +802,7 @@ async fn an_agent_that_keeps_failing_gives_up_politely_and_ends_its_call_only() 
     let mut seen_healthy = Seen::default();
 
     broken.speak(&speech(800), &mut seen_broken).await;
-    until_stopped(&mut broken, &mut seen_broken, 8000).await;
-    broken.handle.stopped().await;
+    until_stopped(&mut broken, &mut seen_broken).await;
     broken.drain(&mut seen_broken);
     assert_eq!(
         seen_broken.closed,
@@ -772,8 +825,11 @@ async fn an_agent_that_keeps_failing_gives_up_politely_and_ends_its_call_only() 
     assert_eq!(row.status, CallStatus::Failed);
 
     // The other call is still live and still answers.
+    healthy.until_said("Hi there.", &mut seen_healthy).await;
     healthy.speak(&speech(1000), &mut seen_healthy).await;
-    healthy.silence(1500, &mut seen_healthy).await;
+    healthy
+        .silence_until(&mut seen_healthy, |_, seen| seen.frames >= 12 + 36)
+        .await;
     assert!(healthy.handle.info().await.is_ok());
     assert!(seen_healthy.frames >= 12 + 36, "frames: {}", seen_healthy.frames);
     assert_eq!(h.tree.registry().calls().len(), 1);
@@ -795,16 +851,16 @@ async fn failing_speech_providers_switch_to_the_secondaries() {
     let mut seen = Seen::default();
 
     // The greeting fails on the primary TTS and is said again on the secondary.
-    call.silence(1200, &mut seen).await;
+    call.until_said("Hello, this is Acme.", &mut seen).await;
     assert!(seen.frames >= 24, "the greeting played: {} frames", seen.frames);
     let greeting_frames = seen.frames;
     // The first utterance is lost to the broken STT: the caller is asked to repeat.
     call.speak(&speech(1000), &mut seen).await;
-    call.silence(2000, &mut seen).await;
+    call.until_said("Sorry, say that again?", &mut seen).await;
     assert!(heard.lock().expect("lock").is_empty(), "the primary STT heard it");
     // Said again, it reaches the secondary STT and is answered.
     call.speak(&speech(1000), &mut seen).await;
-    call.silence(2500, &mut seen).await;
+    call.until_said("Sure. What day works for you?", &mut seen).await;
     assert_eq!(
         heard.lock().expect("lock").len(),
         1,
@@ -913,19 +969,19 @@ async fn crashed_provider_clients_are_restarted_and_the_session_keeps_its_contex
     let mut seen = Seen::default();
 
     // The TTS client crashes on the greeting: restarted, the greeting is said again.
-    call.silence(1500, &mut seen).await;
+    call.until_said("Hi there.", &mut seen).await;
     // First utterance: answered.
     call.speak(&speech(1000), &mut seen).await;
-    call.silence(2000, &mut seen).await;
+    call.until_said("First answer.", &mut seen).await;
     // Second: the agent client crashes; fault line, then the retry is answered.
     call.speak(&speech(1000), &mut seen).await;
-    call.silence(3500, &mut seen).await;
+    call.until_said("Second answer.", &mut seen).await;
     // Third: the STT client crashes; the caller is asked to say it again.
     call.speak(&speech(1000), &mut seen).await;
-    call.silence(2500, &mut seen).await;
+    call.until_said("Sorry, say that again?", &mut seen).await;
     // Fourth: answered, with the whole conversation as context.
     call.speak(&speech(1000), &mut seen).await;
-    call.silence(2000, &mut seen).await;
+    call.until_said("Third answer.", &mut seen).await;
 
     assert!(call.handle.info().await.is_ok(), "the call survived three crashes");
     let info = session.info().await.expect("session");
@@ -977,13 +1033,11 @@ async fn crashed_provider_clients_are_restarted_and_the_session_keeps_its_contex
         ]
     );
     // The session (and its clients) ended with the call.
-    tokio::time::timeout(Duration::from_secs(5), session.stopped())
+    tokio::time::timeout(PATIENCE, session.stopped())
         .await
         .expect("session stopped");
-    for _ in 0..100 {
-        if h.tree.registry().agent_sessions().is_empty() {
-            break;
-        }
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !h.tree.registry().agent_sessions().is_empty() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(h.tree.registry().agent_sessions().is_empty(), "unregistered");

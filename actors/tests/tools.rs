@@ -432,7 +432,7 @@ async fn send_whatsapp_enqueues_a_job() {
 
     let job = f
         .bus
-        .reserve(WHATSAPP_OUTBOUND_QUEUE, "test", Duration::from_secs(5))
+        .reserve(WHATSAPP_OUTBOUND_QUEUE, "test", Duration::from_secs(30))
         .await
         .expect("reserve")
         .expect("a job was queued");
@@ -452,7 +452,7 @@ async fn send_whatsapp_enqueues_a_job() {
     assert_eq!(code(&elsewhere), None, "{}", elsewhere.content);
     let job = f
         .bus
-        .reserve(WHATSAPP_OUTBOUND_QUEUE, "test", Duration::from_secs(5))
+        .reserve(WHATSAPP_OUTBOUND_QUEUE, "test", Duration::from_secs(30))
         .await
         .expect("reserve")
         .expect("second job");
@@ -517,6 +517,8 @@ async fn http_request_reaches_only_allowed_hosts_within_limits() {
         "allowed_hosts": ["127.0.0.1"],
         "base_url": format!("http://127.0.0.1:{port}"),
         "max_response_bytes": 4096,
+        // Generous: only the `impatient` tools below are about timing out.
+        "timeout_ms": 30_000,
     }});
     let tools = f.tools(&["http_request"], settings);
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use futures::StreamExt as _;
 use futures::future::BoxFuture;
-use switchboard_domain::{AgentUpdate, PageRequest, Speaker};
+use switchboard_domain::{AgentUpdate, CallId, Endpointing, PageRequest, Speaker};
 use switchboard_fakes::openai_chat::{ChatScript, FakeChat};
 use switchboard_media::ulaw;
 use switchboard_media::vad::synth::{silence, to_i16, voiced};
@@ -65,6 +65,54 @@ impl SttStream for AskingStream {
     }
 }
 
+/// Bound on the caller's silence while the reply is prepared, played and settled.
+const SETTLE: Duration = Duration::from_secs(30);
+
+/// Drains what the engine sent so far: echoes each mark the way Twilio does
+/// once its audio has played, and counts the media frames.
+async fn echo_marks(ws: &mut Ws) -> usize {
+    let mut media = 0;
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_millis(1), ws.next()).await {
+        let WsMessage::Text(text) = msg else { continue };
+        let value: serde_json::Value = serde_json::from_str(&text).expect("json from the engine");
+        match value["event"].as_str() {
+            Some("media") => media += 1,
+            Some("mark") => {
+                let name = value["mark"]["name"].as_str().expect("mark name").to_owned();
+                let echo = serde_json::json!({
+                    "event": "mark",
+                    "sequenceNumber": "0",
+                    "streamSid": "MZ0123456789abcdef0123456789abcdef",
+                    "mark": {"name": name}
+                });
+                send(ws, echo.to_string()).await;
+            }
+            _ => {}
+        }
+    }
+    media
+}
+
+async fn transcript(fx: &Fx, call_id: CallId) -> Vec<(Speaker, String)> {
+    fx.store
+        .transcripts()
+        .list(call_id)
+        .await
+        .expect("transcript")
+        .into_iter()
+        .map(|l| (l.speaker, l.text))
+        .collect()
+}
+
+/// Whether an agent line is in the transcript: a reply is stored once it has
+/// been played and every mark of it came back.
+async fn agent_line_stored(fx: &Fx, call_id: CallId) -> bool {
+    transcript(fx, call_id)
+        .await
+        .iter()
+        .any(|(speaker, _)| *speaker == Speaker::Agent)
+}
+
 fn ulaw_frames(pcm: &[i16]) -> Vec<String> {
     pcm.chunks(160)
         .map(|chunk| {
@@ -88,6 +136,11 @@ async fn the_model_books_through_the_tool_and_the_confirmation_is_spoken() {
                 greeting: Some(String::new()),
                 tools: Some(vec!["book_appointment".into(), "end_call".into()]),
                 settings: Some(serde_json::json!({ "tools": { "timezone": "+00:00" } })),
+                // No "Are you still there?" however long a loaded machine takes.
+                endpointing: Some(Endpointing {
+                    idle_timeout_ms: 0,
+                    ..Endpointing::default()
+                }),
                 ..AgentUpdate::default()
             },
         )
@@ -130,29 +183,37 @@ async fn the_model_books_through_the_tool_and_the_confirmation_is_spoken() {
     // the way Twilio does once their audio has played.
     let mut pcm = to_i16(&silence(8000, 300));
     pcm.extend(to_i16(&voiced(8000, 1000, 12000.0, 3)));
-    pcm.extend(to_i16(&silence(8000, 4000)));
+    pcm.extend(to_i16(&silence(8000, 1000)));
     let mut media_back = 0usize;
-    for (seq, payload) in ulaw_frames(&pcm).iter().enumerate() {
-        send(&mut ws, media_frame_raw(seq as u32, payload)).await;
+    let mut seq = 0u32;
+    for payload in &ulaw_frames(&pcm) {
+        send(&mut ws, media_frame_raw(seq, payload)).await;
+        seq += 1;
         tokio::time::sleep(Duration::from_millis(20)).await;
-        while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_millis(1), ws.next()).await {
-            let WsMessage::Text(text) = msg else { continue };
-            let value: serde_json::Value = serde_json::from_str(&text).expect("json from the engine");
-            match value["event"].as_str() {
-                Some("media") => media_back += 1,
-                Some("mark") => {
-                    let name = value["mark"]["name"].as_str().expect("mark name").to_owned();
-                    let echo = serde_json::json!({
-                        "event": "mark",
-                        "sequenceNumber": "0",
-                        "streamSid": "MZ0123456789abcdef0123456789abcdef",
-                        "mark": {"name": name}
-                    });
-                    send(&mut ws, echo.to_string()).await;
-                }
-                _ => {}
-            }
+        media_back += echo_marks(&mut ws).await;
+    }
+    // The caller stays silent (real-time paced frames, marks echoed) until the
+    // reply has been played in full and settled in the transcript: end of
+    // speech, two model round trips, the tool's writes and the playback all
+    // take however long a loaded machine needs, within a generous bound.
+    let quiet = ulaw_frames(&to_i16(&silence(8000, 20))).remove(0);
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    loop {
+        if seq.is_multiple_of(5) && agent_line_stored(&fx, call_id).await {
+            break;
         }
+        if tokio::time::Instant::now() >= deadline {
+            panic!(
+                "the agent's reply was not settled in the transcript within {SETTLE:?}: \
+                 {} model request(s), {media_back} media frame(s) back, transcript {:?}",
+                chat.requests().len(),
+                transcript(&fx, call_id).await
+            );
+        }
+        send(&mut ws, media_frame_raw(seq, &quiet)).await;
+        seq += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        media_back += echo_marks(&mut ws).await;
     }
     send(&mut ws, stop_frame(&sid)).await;
     let call = fx.wait_ended(call_id).await;
@@ -206,15 +267,7 @@ async fn the_model_books_through_the_tool_and_the_confirmation_is_spoken() {
 
     // The confirmation was played and is in the transcript.
     assert!(media_back > 0, "no reply audio came back");
-    let lines: Vec<(Speaker, String)> = fx
-        .store
-        .transcripts()
-        .list(call_id)
-        .await
-        .expect("transcript")
-        .into_iter()
-        .map(|l| (l.speaker, l.text))
-        .collect();
+    let lines = transcript(&fx, call_id).await;
     assert_eq!(
         lines,
         vec![

@@ -39,14 +39,15 @@ async fn good_start_spawns_one_actor_and_stop_finalizes_the_call() {
     send(&mut ws, media_frame(2, 400)).await;
     send(&mut ws, r#"{"event":"mark","sequenceNumber":"5","streamSid":"MZ0123456789abcdef0123456789abcdef","mark":{"name":"r1:1"}}"#).await;
     send(&mut ws, r#"{"event":"dtmf","sequenceNumber":"6","streamSid":"MZ0123456789abcdef0123456789abcdef","dtmf":{"track":"inbound_track","digit":"5"}}"#).await;
+    // Until `stop`, the same single actor serves the call.
+    assert_eq!(
+        fx.tree.registry().calls().ids(),
+        vec![call_id],
+        "still exactly this call's actor until the stream stops"
+    );
     send(&mut ws, stop_frame(&sid)).await;
     let (code, reason) = close_code(&mut ws).await;
     assert_eq!(code, 1000, "{reason}");
-    assert_eq!(
-        fx.tree.registry().calls().len(),
-        1,
-        "still exactly one actor until it ends"
-    );
 
     let ended = fx.wait_ended(call_id).await;
     fx.wait_live(0).await;

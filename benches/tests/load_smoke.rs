@@ -71,7 +71,9 @@ async fn twenty_calls_against_the_engine_connect_stream_both_ways_and_echo_marks
         barge_in_every: None,
         barge_in_after: Duration::from_millis(1500),
     };
-    let opts = short_calls(20, Duration::from_secs(4), pattern);
+    // Long enough that a loaded debug build still answers and has its marks
+    // echoed within the call (the reply comes ~0.5 s after the speech ends).
+    let opts = short_calls(20, Duration::from_secs(8), pattern);
     let result = runner::run(&target, &opts, None).await.expect("run");
 
     assert_eq!(result.calls.len(), 20);

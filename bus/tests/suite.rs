@@ -399,16 +399,24 @@ async fn visibility_timeout_redelivers(h: &Harness) {
         "the expired lease cannot ack"
     );
 
-    // Letting the last allowed attempt expire buries the job.
-    let buried_wait = Duration::from_millis(400);
-    assert!(
-        h.bus
-            .reserve("slow", "c3", buried_wait)
-            .await
-            .expect("reserve")
-            .is_none()
-    );
-    let failed = h.bus.failed_jobs("slow").await.expect("failed");
+    // Letting the last allowed attempt expire buries the job: it is never
+    // delivered again, and shows up among the failed jobs (polled, so a
+    // stalled machine cannot make the check race the burial).
+    let deadline = tokio::time::Instant::now() + LONG_WAIT;
+    let failed = loop {
+        assert!(
+            h.bus
+                .reserve("slow", "c3", Duration::from_millis(200))
+                .await
+                .expect("reserve")
+                .is_none(),
+            "a job past its last attempt was delivered again"
+        );
+        let failed = h.bus.failed_jobs("slow").await.expect("failed");
+        if !failed.is_empty() || tokio::time::Instant::now() > deadline {
+            break failed;
+        }
+    };
     assert_eq!(failed.len(), 1);
     assert_eq!((failed[0].id, failed[0].attempts), (id, 2));
     assert!(failed[0].reason.contains("visibility timeout"), "{}", failed[0].reason);

@@ -124,7 +124,12 @@ impl Server {
                 None => std::thread::sleep(Duration::from_millis(50)),
             }
         };
-        self.seen.extend(self.lines.try_iter());
+        // The reader thread forwards stderr until EOF: wait for it, so the
+        // last lines written before exit are not missed. (A grandchild that
+        // kept the pipe open would only delay this by the timeout.)
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.seen.push(line);
+        }
         (code, self.seen.join("\n"))
     }
 }

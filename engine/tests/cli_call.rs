@@ -358,6 +358,14 @@ async fn media(ws: WebSocketUpgrade) -> Response {
                             reason: "hangup".into(),
                         })))
                         .await;
+                    // Read until the caller's Close: dropping a socket with
+                    // unread frames makes the kernel reset it, which can lose
+                    // the close frame.
+                    while let Some(Ok(m)) = socket.recv().await {
+                        if matches!(m, Message::Close(_)) {
+                            break;
+                        }
+                    }
                     break;
                 }
                 _ => {}

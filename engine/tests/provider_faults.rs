@@ -10,7 +10,8 @@
 //! Google STT, Google TTS, OpenAI STT, OpenAI TTS). Every cell must keep the
 //! call up: the fault line (the repeat line for STT) is stored and heard,
 //! the next good reply is answered, stored and heard, and the caller is the
-//! one who hangs up. All cells run at once against one engine.
+//! one who hangs up. The cells share one engine, [`CONCURRENT_CALLS`] calls
+//! at a time.
 //!
 //! The test proves what the caller heard by ear: every scripted TTS reply is
 //! a pure tone of its own pitch (greeting, fault line, answer, a partial
@@ -64,11 +65,19 @@ const LLM_ANSWER: [&str; 2] = ["Your table for two ", "is booked for seven tonig
 /// The first sentence of a model reply that then breaks (cut or stalled).
 const PARTIAL_SENTENCE: &str = "Let me check.";
 
-/// Short budgets, so a silent provider costs the call little (but long
-/// enough for a good answer on a starved machine); generous ones where the
-/// adapter's own retries must all happen first.
-const SHORT_MS: u64 = 1500;
-const LONG_MS: u64 = 8_000;
+/// The budget of a cell whose fault is silence (a timeout or a stalled
+/// body). It also bounds that cell's good requests (the greeting, the
+/// recovery), so it leaves seconds to spare on a starved machine; the fakes
+/// stay silent for far longer ([`SILENT_FOR`]) or forever.
+const SHORT_MS: u64 = 4_000;
+/// The budget where the adapter's own retries must all happen first:
+/// generous, so a stalled machine cannot cut off an attempt.
+const LONG_MS: u64 = 12_000;
+/// How long a "timeout" fake waits before its (unused) answer.
+const SILENT_FOR: Duration = Duration::from_secs(120);
+/// Matrix calls in progress at once: the rest wait for a free slot, so the
+/// call starts (and their greetings) do not all land in the same second.
+const CONCURRENT_CALLS: usize = 10;
 
 // ------------------------------------------------------------------ tones
 
@@ -203,7 +212,7 @@ async fn env() -> Env {
     let twilio_base = twilio.base_url();
     let app = TestApp::spawn_with(|s| {
         s.calls.twilio_api_base_url = twilio_base;
-        // Recordings play no part in fault handling; 30 calls at once need the CPU.
+        // Recordings play no part in fault handling; many calls at once need the CPU.
         s.calls.record = false;
     })
     .await
@@ -313,6 +322,17 @@ impl Env {
     /// stays until the bot has been quiet for [`IDLE_END`] after it, and watches the
     /// call on the live socket until `call_ended`.
     fn call(&self, number: &str, caller_audio: Vec<i16>) -> tokio::task::JoinHandle<Result<Outcome, String>> {
+        self.call_in(None, number, caller_audio)
+    }
+
+    /// [`Env::call`], placed once one of `slots` is free; the slot is held
+    /// until the call ended.
+    fn call_in(
+        &self,
+        slots: Option<Arc<tokio::sync::Semaphore>>,
+        number: &str,
+        caller_audio: Vec<i16>,
+    ) -> tokio::task::JoinHandle<Result<Outcome, String>> {
         let engine = Url::parse(&self.app.base_url).expect("url");
         let mut opts = CallOptions::new(engine.clone(), ACCOUNT_SID, AUTH_TOKEN, CALLER, number);
         opts.caller_audio = Arc::from(caller_audio);
@@ -321,6 +341,10 @@ impl Env {
         opts.idle_end = Some(IDLE_END);
         let token = self.token.clone();
         tokio::spawn(async move {
+            let _slot = match slots {
+                Some(slots) => Some(slots.acquire_owned().await.map_err(|e| format!("slots: {e}"))?),
+                None => None,
+            };
             let (tx, mut rx) = mpsc::unbounded_channel();
             let call = tokio::spawn(place_call(opts, Some(tx)));
             let mut watcher = None;
@@ -343,13 +367,13 @@ impl Env {
                     break;
                 }
             }
-            let report = tokio::time::timeout(Duration::from_secs(60), call)
+            let report = tokio::time::timeout(Duration::from_secs(120), call)
                 .await
-                .map_err(|_| "the call did not end within 60 s".to_owned())?
+                .map_err(|_| "the call did not end within 120 s".to_owned())?
                 .map_err(|e| format!("caller task: {e}"))?
                 .map_err(|e| format!("caller: {e}"))?;
             let watcher = watcher.ok_or("the engine never answered the webhook")?;
-            let events = tokio::time::timeout(Duration::from_secs(20), watcher)
+            let events = tokio::time::timeout(Duration::from_secs(30), watcher)
                 .await
                 .map_err(|_| "call_ended never reached the live socket".to_owned())?
                 .map_err(|e| format!("watcher: {e}"))?;
@@ -404,17 +428,21 @@ impl Outcome {
     }
 }
 
-/// Silence before the caller's first words: the greeting plays meanwhile.
-/// Generous, because 30 calls starting at once on a loaded machine can
-/// delay a greeting by a second or more, and speech over it is a barge-in.
-const LEAD: Duration = Duration::from_millis(2500);
+/// Silence before the caller's first words: the greeting (300 ms) plays
+/// meanwhile. Generous, because many calls starting together on a loaded
+/// machine can delay a greeting by a second or more (its TTS request may
+/// take up to [`SHORT_MS`]), and speech over it is a barge-in.
+const LEAD: Duration = Duration::from_millis(4_000);
 /// Between the caller's two utterances (STT cells): room for the failed
-/// recognition and the whole repeat line on a loaded machine (about 1.5 s
-/// unloaded).
-const GAP_MS: u32 = 7000;
+/// recognition (up to [`SHORT_MS`] after the 500 ms end-of-speech silence)
+/// and the whole repeat line (500 ms), with seconds to spare on a loaded
+/// machine.
+const GAP_MS: u32 = 10_000;
 /// The caller hangs up once the bot has been quiet this long after the
-/// caller's last words (and spoke after them).
-const IDLE_END: Duration = Duration::from_secs(3);
+/// caller's last words (and spoke after them). It must outlast the longest
+/// quiet the call has between two lines: after a partial reply, the stall
+/// (up to [`SHORT_MS`]) and the fault line's synthesis.
+const IDLE_END: Duration = Duration::from_secs(8);
 
 fn utterance(seed: u64) -> Vec<i16> {
     to_i16(&voiced(8000, 900, 12000.0, seed))
@@ -628,10 +656,7 @@ impl Cell {
                 let faults = match fault {
                     // Waiting for the first output spends the request's
                     // whole budget, retries included: no retry.
-                    Fault::Timeout => vec![ChatScript::Delay(
-                        Duration::from_secs(30),
-                        Box::new(ChatScript::text(["late"])),
-                    )],
+                    Fault::Timeout => vec![ChatScript::Delay(SILENT_FOR, Box::new(ChatScript::text(["late"])))],
                     // The agent retries a 5xx twice.
                     Fault::ServerError => vec![ChatScript::Status(503); 3],
                     // Never waited out, never retried.
@@ -679,7 +704,7 @@ impl Cell {
             Adapter::OpenAiStt => {
                 let heard = || SpeechReply::transcript("never finished");
                 let faults = match fault {
-                    Fault::Timeout => vec![SpeechReply::delay(Duration::from_secs(30), heard())],
+                    Fault::Timeout => vec![SpeechReply::delay(SILENT_FOR, heard())],
                     Fault::ServerError => vec![SpeechReply::status(503); 3],
                     Fault::RateLimited => vec![SpeechReply::Status {
                         code: 429,
@@ -724,7 +749,7 @@ impl Cell {
                 cell.push_stt(CALLER_SAYS);
                 let partial = || SpeechReply::Audio(Tone::Partial.samples(openai_speech::SAMPLE_RATE));
                 let faults = match fault {
-                    Fault::Timeout => vec![SpeechReply::delay(Duration::from_secs(30), partial())],
+                    Fault::Timeout => vec![SpeechReply::delay(SILENT_FOR, partial())],
                     Fault::ServerError => vec![SpeechReply::status(503); 3],
                     Fault::RateLimited => vec![SpeechReply::Status {
                         code: 429,
@@ -1017,7 +1042,11 @@ async fn every_fault_of_every_cloud_adapter_keeps_the_call_and_recovers() {
     }
     assert_eq!(cells.len(), ADAPTERS.len() * FAULTS.len());
 
-    let calls: Vec<_> = cells.iter().map(|c| env.call(&c.number, c.caller_audio())).collect();
+    let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_CALLS));
+    let calls: Vec<_> = cells
+        .iter()
+        .map(|c| env.call_in(Some(slots.clone()), &c.number, c.caller_audio()))
+        .collect();
     let mut failures = Vec::new();
     for (cell, call) in cells.iter().zip(calls) {
         let outcome = call.await.expect("call task");
@@ -1148,11 +1177,9 @@ async fn an_llm_that_keeps_failing_ends_the_call_politely() {
     );
     assert_eq!(streamed_requests(t_chat).len(), 1, "a 400 is not retried");
     // The REST update may land just after the stream closed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let mut updates = env.twilio.updates();
-    for _ in 0..100 {
-        if !updates.is_empty() {
-            break;
-        }
+    while updates.is_empty() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
         updates = env.twilio.updates();
     }

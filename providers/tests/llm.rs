@@ -19,9 +19,11 @@ const KEY: &str = "sk-test-key-123";
 fn config(fake: &FakeChat) -> LlmConfig {
     let mut c = LlmConfig::openai_compatible(&fake.base_url(), Some(SecretString::from(KEY.to_owned())), "test-model");
     c.system_prompt = "You are a test agent.".into();
-    c.first_token_timeout = Duration::from_secs(5);
-    c.stall_timeout = Duration::from_secs(5);
-    c.request_timeout = Duration::from_secs(20);
+    // Generous: every retry the agent may make (waits included) fits in the
+    // first-output budget even on a stalled machine, so none is dropped.
+    c.first_token_timeout = Duration::from_secs(15);
+    c.stall_timeout = Duration::from_secs(10);
+    c.request_timeout = Duration::from_secs(30);
     c
 }
 
@@ -65,10 +67,11 @@ fn last_error(out: &[Result<AgentOutput, ProviderError>]) -> ProviderError {
 }
 
 /// A tool host that records calls. `book_table` succeeds, `fail` reports an
-/// error, `slow` answers after 400 ms, `hang_up` asks for a hangup.
+/// error, `slow` answers once `release` is notified, `hang_up` asks for a hangup.
 #[derive(Default)]
 struct TestHost {
     calls: Mutex<Vec<(String, String)>>,
+    release: Arc<tokio::sync::Notify>,
 }
 
 impl TestHost {
@@ -91,12 +94,13 @@ impl ToolHost for TestHost {
 
     fn call(&self, name: String, arguments: String) -> BoxFuture<'static, ToolResult> {
         self.calls.lock().unwrap().push((name.clone(), arguments));
+        let release = Arc::clone(&self.release);
         Box::pin(async move {
             match name.as_str() {
                 "book_table" => ToolResult::ok(json!({"booked": true})),
                 "fail" => ToolResult::error("calendar_down", "the calendar is unreachable"),
                 "slow" => {
-                    tokio::time::sleep(Duration::from_millis(400)).await;
+                    release.notified().await;
                     ToolResult::ok(json!({"slow": "done"}))
                 }
                 "hang_up" => ToolResult {
@@ -246,7 +250,17 @@ async fn a_slow_tool_gets_the_filler_line_before_its_result() {
     let mut c = config(&fake);
     c.tool_filler = "One moment please.".into();
     c.tool_filler_after = Duration::from_millis(50);
-    let out = run(&agent(c), turn("Check", Some(host))).await;
+    let agent = agent(c);
+    let mut stream = agent.respond(turn("Check", Some(host.clone())));
+    let mut out = Vec::new();
+    while let Some(item) = stream.next().await {
+        if item == text(" One moment please.") {
+            // The tool is slow by any clock: it answers only after the
+            // filler (without one, it runs into the tool timeout).
+            host.release.notify_one();
+        }
+        out.push(item);
+    }
 
     assert_eq!(
         out,
@@ -403,9 +417,9 @@ async fn a_long_retry_after_fails_at_once_without_a_retry() {
     fake.push(ChatScript::text(["never"]));
     let mut c = config(&fake);
     // Long enough that waiting out the 30 s, or timing out before a retry,
-    // would blow the 5 s bound below.
+    // would blow the 15 s bound below.
     c.first_token_timeout = Duration::from_secs(20);
-    let (out, _) = run_within(Duration::from_secs(5), &agent(c), turn("Hi", None)).await;
+    let (out, _) = run_within(Duration::from_secs(15), &agent(c), turn("Hi", None)).await;
     assert_eq!(out.len(), 1, "{out:?}");
     assert_eq!(last_error(&out).kind, ProviderErrorKind::RateLimited);
     assert_eq!(fake.requests().len(), 1, "a 30 s Retry-After is never waited out");
@@ -416,7 +430,7 @@ async fn a_long_retry_after_fails_at_once_without_a_retry() {
     fake.push(ChatScript::text(["never"]));
     let mut c = config(&fake);
     c.first_token_timeout = Duration::from_secs(20);
-    let (out, _) = run_within(Duration::from_secs(5), &agent(c), turn("Hi", None)).await;
+    let (out, _) = run_within(Duration::from_secs(15), &agent(c), turn("Hi", None)).await;
     assert_eq!(out.len(), 1, "{out:?}");
     assert_eq!(last_error(&out).kind, ProviderErrorKind::Status(503));
     assert_eq!(fake.requests().len(), 1);
@@ -442,13 +456,35 @@ async fn a_retry_after_past_the_first_token_deadline_is_not_waited_for() {
     fake.push(ChatScript::StatusRetryAfter(429, 2));
     fake.push(ChatScript::text(["never"]));
     let mut c = config(&fake);
-    // 2 s is short enough to honour, but not within this budget.
-    c.first_token_timeout = Duration::from_secs(1);
-    let (out, took) = run_within(Duration::from_secs(5), &agent(c), turn("Hi", None)).await;
+    // 2 s is short enough to honour (the policy's `max_delay`), but not
+    // within this budget, which is as long as it can be for the 429 to
+    // arrive in time.
+    c.first_token_timeout = Duration::from_millis(1_900);
+    let agent = agent(c);
+    let turn = run_within(Duration::from_secs(10), &agent, turn("Hi", None));
+    tokio::pin!(turn);
+    // When the fake was seen to have the request: the 429 was sent after it.
+    let mut asked_at = None;
+    let (out, _) = loop {
+        tokio::select! {
+            done = &mut turn => break done,
+            () = tokio::time::sleep(Duration::from_millis(10)), if asked_at.is_none() => {
+                if !fake.requests().is_empty() {
+                    asked_at = Some(tokio::time::Instant::now());
+                }
+            }
+        }
+    };
+    let after_ask = asked_at.map_or(Duration::ZERO, |at| at.elapsed());
     assert_eq!(out.len(), 1, "{out:?}");
     assert_eq!(last_error(&out).kind, ProviderErrorKind::RateLimited);
     assert_eq!(fake.requests().len(), 1);
-    assert!(took < Duration::from_secs(2), "the 2 s were not slept: {took:?}");
+    // Sleeping the 2 s after the 429 would take well over this; the turn's
+    // own start-up (connecting, sending) is not counted.
+    assert!(
+        after_ask < Duration::from_millis(1_500),
+        "the 2 s were not slept: the turn ended {after_ask:?} after the request"
+    );
 }
 
 #[tokio::test]
@@ -493,7 +529,8 @@ async fn a_stall_after_text_is_a_timeout_without_retry() {
     fake.push(ChatScript::StallAfter(s(&["Hello"])));
     fake.push(ChatScript::Text(s(&["never"])));
     let mut c = config(&fake);
-    c.stall_timeout = Duration::from_millis(200);
+    // The fake stays silent forever after "Hello".
+    c.stall_timeout = Duration::from_secs(1);
     let out = run(&agent(c), turn("Hi", None)).await;
     assert_eq!(out.len(), 2);
     assert_eq!(out[0], text("Hello"));
@@ -545,15 +582,17 @@ async fn a_cut_before_any_output_is_retried() {
 async fn a_timeout_with_time_left_is_retried() {
     let fake = FakeChat::start().await;
     fake.push(ChatScript::Delay(
-        Duration::from_secs(10),
+        Duration::from_secs(120),
         Box::new(ChatScript::text(["late"])),
     ));
     fake.push(ChatScript::Text(s(&["Second try."])));
     let mut c = config(&fake);
-    // The whole request times out well before the first-token budget ends.
-    c.request_timeout = Duration::from_millis(500);
-    c.first_token_timeout = Duration::from_secs(8);
-    let (out, _) = run_within(Duration::from_secs(15), &agent(c), turn("Hi", None)).await;
+    // The whole request times out well before the first-token budget ends;
+    // the retry has the same generous 5 s to answer, so a slow machine
+    // cannot make it time out too and ask a third time.
+    c.request_timeout = Duration::from_secs(5);
+    c.first_token_timeout = Duration::from_secs(60);
+    let (out, _) = run_within(Duration::from_secs(60), &agent(c), turn("Hi", None)).await;
     assert_eq!(out, vec![text("Second try.")]);
     assert_eq!(fake.requests().len(), 2);
 }
@@ -566,10 +605,16 @@ async fn no_first_token_in_time_ends_the_turn_without_a_retry() {
     fake.push(ChatScript::StallAfter(vec![]));
     fake.push(ChatScript::Text(s(&["never"])));
     let mut c = config(&fake);
-    c.first_token_timeout = Duration::from_millis(300);
+    c.first_token_timeout = Duration::from_secs(1);
     let out = run(&agent(c), turn("Hi", None)).await;
     assert_eq!(out.len(), 1);
     assert_eq!(last_error(&out).kind, ProviderErrorKind::Timeout);
+    // On a stalled machine the turn may time out before the fake's handler
+    // ran; a retry would have been sent before the turn ended.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while fake.requests().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(fake.requests().len(), 1);
 }
 

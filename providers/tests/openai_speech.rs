@@ -197,20 +197,46 @@ async fn speech(State(fake): State<Fake>, headers: HeaderMap, body: Bytes) -> Re
 
 // ------------------------------------------------------------ helpers
 
+/// The exchange budget where the outcome is not a timeout: generous, so a
+/// stalled test machine cannot turn an answer, a retried success or a typed
+/// error into a `Timeout`, nor cut off an attempt.
+const BUDGET: Duration = Duration::from_secs(10);
+/// The budget where the test's point is a timeout: the fake then stays
+/// silent forever, so the margin on its side is unbounded.
+const TIMEOUT_BUDGET: Duration = Duration::from_secs(1);
+
 fn config(base_url: &str) -> OpenAiSpeechConfig {
     let mut c = OpenAiSpeechConfig::openai(SecretString::from("sk-test-key"));
     c.base_url = base_url.to_owned();
     c.stt_model = "whisper-test".to_owned();
     c.tts_model = "tts-test".to_owned();
     c.tts_sample_rate = 24_000;
-    c.timeout = Duration::from_millis(500);
+    c.timeout = BUDGET;
     c.max_retries = 2;
     c.retry_backoff = Duration::from_millis(1);
     c
 }
 
+/// [`config`] for a fault that must end in a timeout.
+fn timeout_config(base_url: &str) -> OpenAiSpeechConfig {
+    let mut c = config(base_url);
+    c.timeout = TIMEOUT_BUDGET;
+    c
+}
+
 fn client() -> reqwest::Client {
-    speech_http_client(Duration::from_secs(2)).expect("client")
+    speech_http_client(BUDGET).expect("client")
+}
+
+/// The fake's request count once it has seen the first request. A client
+/// that timed out may have done so before the fake's handler ran on a
+/// stalled machine; retries, if any, were all sent before it returned.
+async fn seen_hits(fake: &Fake) -> usize {
+    let deadline = tokio::time::Instant::now() + BUDGET;
+    while fake.hits() == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    fake.hits()
 }
 
 fn stream_config(rate: u32) -> StreamConfig {
@@ -394,12 +420,12 @@ async fn stt_rate_limit_is_typed() {
 async fn stt_times_out_on_a_silent_server() {
     let fake = Fake::new(|_| Reply::Hang);
     let base = fake.serve().await;
-    let stt = OpenAiStt::new(config(&base), client()).expect("stt");
+    let stt = OpenAiStt::new(timeout_config(&base), client()).expect("stt");
 
     let err = transcribe(&stt, 8_000, &waveform(800)).await.expect_err("no answer");
 
     assert_eq!(err.kind, ProviderErrorKind::Timeout);
-    assert_eq!(fake.hits(), 1, "a timeout is not retried");
+    assert_eq!(seen_hits(&fake).await, 1, "a timeout is not retried");
 }
 
 #[tokio::test]
@@ -415,11 +441,10 @@ async fn stt_bad_json_is_malformed() {
 
 #[tokio::test]
 async fn stt_connection_refused_is_a_transport_error() {
-    // Bind then drop: nothing listens on this port any more.
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr").port()
-    };
+    // Bound but never listening: refused, and no other test can take the port.
+    let closed = tokio::net::TcpSocket::new_v4().expect("socket");
+    closed.bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+    let port = closed.local_addr().expect("addr").port();
     let stt = OpenAiStt::new(config(&format!("http://127.0.0.1:{port}/v1")), client()).expect("stt");
 
     let err = transcribe(&stt, 8_000, &waveform(800)).await.expect_err("refused");
@@ -572,13 +597,13 @@ async fn tts_gives_up_after_bounded_retries() {
 async fn tts_times_out_waiting_for_the_response() {
     let fake = tts_fake(|_| Reply::Hang, &[], vec![]);
     let base = fake.serve().await;
-    let tts = OpenAiTts::new(config(&base), client()).expect("tts");
+    let tts = OpenAiTts::new(timeout_config(&base), client()).expect("tts");
 
     let (chunks, err) = synthesize(&tts, "Hi", "alloy").await;
 
     assert!(chunks.is_empty());
     assert_eq!(err.map(|e| e.kind), Some(ProviderErrorKind::Timeout));
-    assert_eq!(fake.hits(), 1);
+    assert_eq!(seen_hits(&fake).await, 1);
 }
 
 #[tokio::test]
@@ -587,7 +612,7 @@ async fn tts_times_out_when_the_body_stalls() {
     let mut fake = tts_fake(|_| Reply::Ok, &samples, vec![400]);
     fake.stall_after_first = true;
     let base = fake.serve().await;
-    let tts = OpenAiTts::new(config(&base), client()).expect("tts");
+    let tts = OpenAiTts::new(timeout_config(&base), client()).expect("tts");
 
     let (chunks, err) = synthesize(&tts, "Hi", "alloy").await;
 
@@ -669,7 +694,7 @@ fn agent(stt: ProviderChoice, tts: ProviderChoice, llm: &str, settings: serde_js
 fn factory(local_base: &str, keys: impl KeySource) -> StandardProviders {
     let local_server = local_base.trim_end_matches("/v1");
     let mut local = OpenAiSpeechConfig::local(local_server, 22_050);
-    local.timeout = Duration::from_secs(2);
+    local.timeout = BUDGET;
     StandardProviders::new(StandardConfig {
         local,
         keys: Arc::new(keys),

@@ -9,9 +9,14 @@ use switchboard_providers::{ProviderErrorKind, SecretString};
 
 const KEY: &str = "SG.test-key";
 
+/// The per-attempt budget where the outcome is not a timeout: generous, so
+/// a stalled test machine cannot turn an answer into a `Timeout` or cut off
+/// the reading of an error body.
+const BUDGET: Duration = Duration::from_secs(10);
+
 fn adapter(fake: &FakeSendGrid) -> SendGrid {
     let config = SendGridConfig {
-        timeout: Duration::from_secs(2),
+        timeout: BUDGET,
         retry_backoff: Duration::from_millis(10),
         ..SendGridConfig::new(SecretString::from(KEY.to_owned())).with_base_url(fake.base_url())
     };
@@ -183,8 +188,9 @@ async fn the_fake_refuses_what_sendgrid_refuses() {
 async fn a_stalled_server_times_out() {
     let fake = FakeSendGrid::start().await;
     fake.push(SendGridReply::Stall);
+    // The fake never answers, so the margin on its side is unbounded.
     let config = SendGridConfig {
-        timeout: Duration::from_millis(200),
+        timeout: Duration::from_secs(1),
         ..SendGridConfig::new(SecretString::from(KEY.to_owned())).with_base_url(fake.base_url())
     };
     let err = SendGrid::new(config)
@@ -194,6 +200,12 @@ async fn a_stalled_server_times_out() {
         .expect_err("timeout");
     assert_eq!(err.kind, ProviderErrorKind::Timeout);
     assert!(err.is_retryable());
+    // On a stalled machine the client may time out before the fake's handler
+    // ran; a resend, if any, would have been sent before `send` returned.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while fake.requests().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(
         fake.requests().len(),
         1,
@@ -213,11 +225,10 @@ async fn invalid_emails_are_refused_before_sending() {
 
 #[tokio::test]
 async fn an_unreachable_server_is_a_transport_error() {
-    // Bind then drop, so the port is (almost certainly) closed.
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr").port()
-    };
+    // Bound but never listening: refused, and no other test can take the port.
+    let closed = tokio::net::TcpSocket::new_v4().expect("socket");
+    closed.bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+    let port = closed.local_addr().expect("addr").port();
     let config = SendGridConfig {
         max_retries: 1,
         retry_backoff: Duration::from_millis(1),

@@ -26,8 +26,16 @@ use switchboard_providers::{
     StreamConfig, SttEvent, TextToSpeech,
 };
 
-/// Per-attempt and per-exchange budget: short, so silent servers end tests quickly.
-const TIMEOUT: Duration = Duration::from_millis(400);
+/// The exchange budget (retries included) where the outcome is not a
+/// timeout: generous, so a stalled test machine cannot turn a retried
+/// success or a typed error into a `Timeout`, nor cut off an attempt.
+const BUDGET: Duration = Duration::from_secs(10);
+/// The budget where the test's point is a timeout: the fake then stays
+/// silent forever, so the margin on its side is unbounded, and short enough
+/// to keep those tests quick.
+const TIMEOUT_BUDGET: Duration = Duration::from_secs(1);
+/// How long to wait for a request the fake has not seen yet.
+const SEEN_WITHIN: Duration = Duration::from_secs(10);
 
 /// What the fake does with one request.
 #[derive(Debug, Clone)]
@@ -168,22 +176,22 @@ struct Run {
     requests: usize,
 }
 
-fn openai_config(base: &str, max_attempts: u32) -> OpenAiSpeechConfig {
+fn openai_config(base: &str, max_attempts: u32, budget: Duration) -> OpenAiSpeechConfig {
     let mut c = OpenAiSpeechConfig::openai_compatible(base, Some(SecretString::from("sk-test")));
     c.tts_sample_rate = 8_000;
-    c.timeout = TIMEOUT;
+    c.timeout = budget;
     c.max_retries = max_attempts - 1;
     c.retry_backoff = Duration::from_millis(1);
     c.max_backoff = Duration::from_millis(50);
     c
 }
 
-fn google_config(fake: &FakeGoogleSpeech, max_attempts: u32) -> GoogleSpeechConfig {
+fn google_config(fake: &FakeGoogleSpeech, max_attempts: u32, budget: Duration) -> GoogleSpeechConfig {
     let mut c = GoogleSpeechConfig::text_to_speech(SecretString::from("AIza-test"));
     c.base_url = fake.base_url();
     c.encoding = GoogleAudioEncoding::Linear16;
     c.sample_rate = 8_000;
-    c.timeout = TIMEOUT;
+    c.timeout = budget;
     c.retry = RetryPolicy {
         max_attempts,
         base_delay: Duration::from_millis(1),
@@ -251,13 +259,23 @@ impl Adapter {
     }
 
     /// Scripts the fake with `faults` (one per request), runs one STT segment
-    /// or one synthesis through the adapter, and reports.
+    /// or one synthesis through the adapter within [`BUDGET`], and reports.
     async fn run(self, faults: &[Fault], max_attempts: u32) -> Run {
+        self.run_within(faults, max_attempts, BUDGET).await
+    }
+
+    /// [`Adapter::run`] for a fault that must end in a timeout: within
+    /// [`TIMEOUT_BUDGET`].
+    async fn run_to_timeout(self, faults: &[Fault], max_attempts: u32) -> Run {
+        self.run_within(faults, max_attempts, TIMEOUT_BUDGET).await
+    }
+
+    async fn run_within(self, faults: &[Fault], max_attempts: u32, budget: Duration) -> Run {
         let client = reqwest::Client::new();
         match self {
             Adapter::OpenAiStt | Adapter::OpenAiTts => {
                 let (fake, base) = OpenAiFake::start(faults).await;
-                let config = openai_config(&base, max_attempts);
+                let config = openai_config(&base, max_attempts, budget);
                 let (result, audio) = if self == Adapter::OpenAiStt {
                     (stt_once(&OpenAiStt::new(config, client).expect("stt")).await, 0)
                 } else {
@@ -266,24 +284,24 @@ impl Adapter {
                 Run {
                     result,
                     audio_before_end: audio,
-                    requests: fake.hits.load(Ordering::SeqCst),
+                    requests: seen_requests(|| fake.hits.load(Ordering::SeqCst)).await,
                 }
             }
             Adapter::GoogleStt | Adapter::GoogleTts => {
                 let fake = FakeGoogleSpeech::start().await;
-                let config = google_config(&fake, max_attempts);
+                let config = google_config(&fake, max_attempts, budget);
                 let (result, audio, requests) = if self == Adapter::GoogleStt {
                     for fault in faults {
                         fake.push_recognize(google_reply(self, fault));
                     }
                     let result = stt_once(&GoogleStt::new(config, client).expect("stt")).await;
-                    (result, 0, fake.recognize_requests().len())
+                    (result, 0, seen_requests(|| fake.recognize_requests().len()).await)
                 } else {
                     for fault in faults {
                         fake.push_synthesize(google_reply(self, fault));
                     }
                     let (result, audio) = tts_once(&GoogleTts::new(config, client).expect("tts")).await;
-                    (result, audio, fake.synthesize_requests().len())
+                    (result, audio, seen_requests(|| fake.synthesize_requests().len()).await)
                 };
                 Run {
                     result,
@@ -299,12 +317,24 @@ impl Adapter {
     }
 }
 
+/// The requests the fake has seen, once it has seen the first one (every run
+/// sends at least one). A client that timed out may have done so before the
+/// fake's handler ran on a stalled machine; retries, if any, were all sent
+/// before the run returned.
+async fn seen_requests(count: impl Fn() -> usize) -> usize {
+    let deadline = tokio::time::Instant::now() + SEEN_WITHIN;
+    while count() == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    count()
+}
+
 // ------------------------------------------------------- the matrix
 
 #[tokio::test]
 async fn a_silent_server_is_a_timeout_and_not_retried() {
     for adapter in ALL {
-        let run = adapter.run(&[Fault::Hang, Fault::Ok], 3).await;
+        let run = adapter.run_to_timeout(&[Fault::Hang, Fault::Ok], 3).await;
         assert_eq!(run.result, adapter.error(ProviderErrorKind::Timeout), "{adapter:?}");
         assert_eq!(run.requests, 1, "{adapter:?}: the exchange's budget is spent");
     }
@@ -384,15 +414,15 @@ async fn malformed_json_is_malformed_and_not_retried() {
 #[tokio::test]
 async fn a_body_that_stalls_half_way_is_a_timeout() {
     for adapter in ALL {
-        let run = adapter.run(&[Fault::StallMidBody, Fault::Ok], 3).await;
+        let run = adapter.run_to_timeout(&[Fault::StallMidBody, Fault::Ok], 3).await;
         assert_eq!(run.result, adapter.error(ProviderErrorKind::Timeout), "{adapter:?}");
         assert_eq!(run.requests, 1, "{adapter:?}");
     }
     // OpenAI TTS streams: the audio before the stall was already played out.
-    let run = Adapter::OpenAiTts.run(&[Fault::StallMidBody], 3).await;
+    let run = Adapter::OpenAiTts.run_to_timeout(&[Fault::StallMidBody], 3).await;
     assert_eq!(run.audio_before_end, 400);
     // Google TTS answers in one piece: nothing half-decoded comes out.
-    let run = Adapter::GoogleTts.run(&[Fault::StallMidBody], 3).await;
+    let run = Adapter::GoogleTts.run_to_timeout(&[Fault::StallMidBody], 3).await;
     assert_eq!(run.audio_before_end, 0);
 }
 

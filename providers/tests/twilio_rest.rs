@@ -15,11 +15,23 @@ use switchboard_providers::{ProviderError, ProviderErrorKind, SecretString, Tele
 const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
 const CALL: &str = "CAfedcba9876543210fedcba9876543210";
 
+/// The exchange budget (all attempts included) where the outcome is not a
+/// timeout: generous, so a stalled test machine cannot turn a retried
+/// success or a typed error into a `Timeout`, nor cut off an attempt.
+const BUDGET: Duration = Duration::from_secs(10);
+/// The budget where the test's point is a timeout: the fake then stays
+/// silent forever, so the margin on its side is unbounded.
+const TIMEOUT_BUDGET: Duration = Duration::from_secs(1);
+
 fn rest(fake: &FakeTwilioRest) -> TwilioRest {
+    rest_within(fake, BUDGET)
+}
+
+fn rest_within(fake: &FakeTwilioRest, budget: Duration) -> TwilioRest {
     let sid = AccountSid::parse(ACCOUNT).expect("account sid");
     let mut config = TwilioRestConfig::new(sid, SecretString::from("auth-token-secret"));
     config.base_url = fake.base_url();
-    config.timeout = Duration::from_millis(400);
+    config.timeout = budget;
     config.retry = RetryPolicy {
         max_attempts: 3,
         base_delay: Duration::from_millis(1),
@@ -104,19 +116,36 @@ async fn oversized_twiml_and_bad_call_sids_are_refused_locally() {
 
 // ------------------------------------------------------- fault matrix
 
-/// Runs one hangup against the scripted replies; returns it and the request count.
+/// Runs one hangup against the scripted replies within [`BUDGET`]; returns
+/// it and the request count.
 async fn hangup_with(replies: Vec<TwilioReply>) -> (Result<(), ProviderError>, usize) {
+    hangup_within(replies, BUDGET).await
+}
+
+/// [`hangup_with`] for a fault that must end in a timeout: within [`TIMEOUT_BUDGET`].
+async fn hangup_to_timeout(replies: Vec<TwilioReply>) -> (Result<(), ProviderError>, usize) {
+    hangup_within(replies, TIMEOUT_BUDGET).await
+}
+
+async fn hangup_within(replies: Vec<TwilioReply>, budget: Duration) -> (Result<(), ProviderError>, usize) {
     let fake = FakeTwilioRest::start().await;
     for reply in replies {
         fake.push_reply(reply);
     }
-    let result = rest(&fake).hangup(&call()).await;
+    let result = rest_within(&fake, budget).hangup(&call()).await;
+    // Every hangup sends a request, but one that timed out may not have
+    // reached the fake's handler yet on a stalled machine. Retries, if any,
+    // were all sent before the hangup returned.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while fake.updates().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     (result, fake.updates().len())
 }
 
 #[tokio::test]
 async fn a_silent_twilio_is_a_timeout_and_not_retried() {
-    let (result, requests) = hangup_with(vec![TwilioReply::Hang, TwilioReply::Ok]).await;
+    let (result, requests) = hangup_to_timeout(vec![TwilioReply::Hang, TwilioReply::Ok]).await;
     assert_eq!(result, Err(twilio(ProviderErrorKind::Timeout)));
     assert_eq!(requests, 1);
 }
@@ -182,17 +211,17 @@ async fn malformed_json_is_malformed() {
 
 #[tokio::test]
 async fn a_stalled_body_is_a_timeout() {
-    let (result, requests) = hangup_with(vec![TwilioReply::StallMidBody, TwilioReply::Ok]).await;
+    let (result, requests) = hangup_to_timeout(vec![TwilioReply::StallMidBody, TwilioReply::Ok]).await;
     assert_eq!(result, Err(twilio(ProviderErrorKind::Timeout)));
     assert_eq!(requests, 1);
 }
 
 #[tokio::test]
 async fn a_refused_connection_is_a_transport_error_after_bounded_retries() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr").port()
-    };
+    // Bound but never listening: refused, and no other test can take the port.
+    let closed = tokio::net::TcpSocket::new_v4().expect("socket");
+    closed.bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+    let port = closed.local_addr().expect("addr").port();
     let sid = AccountSid::parse(ACCOUNT).expect("account sid");
     let mut config = TwilioRestConfig::new(sid, SecretString::from("auth-token-secret"));
     config.base_url = format!("http://127.0.0.1:{port}");

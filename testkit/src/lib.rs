@@ -250,12 +250,25 @@ impl TestApp {
     ) -> anyhow::Result<TestApp> {
         // Webhook signatures and stream URLs use the public base URL: make it
         // the address the test engine really listens on.
-        if settings.http.bind.port() == 0 && settings.http.public_base_url == Settings::default().http.public_base_url {
-            let port = free_port()?;
-            settings.http.bind = SocketAddr::from(([127, 0, 0, 1], port));
-            settings.http.public_base_url = format!("http://127.0.0.1:{port}");
-        }
-        let engine = Engine::build(settings).await.context("Engine::build")?;
+        let pick_port =
+            settings.http.bind.port() == 0 && settings.http.public_base_url == Settings::default().http.public_base_url;
+        let mut attempts = 0;
+        let engine = loop {
+            if pick_port {
+                let port = free_port()?;
+                settings.http.bind = SocketAddr::from(([127, 0, 0, 1], port));
+                settings.http.public_base_url = format!("http://127.0.0.1:{port}");
+            }
+            attempts += 1;
+            match Engine::build(settings.clone()).await {
+                Ok(engine) => break engine,
+                // The port was free a moment ago; a parallel test may have
+                // taken it since. Pick another.
+                Err(EngineError::Bind { source, .. })
+                    if pick_port && attempts < 5 && source.kind() == std::io::ErrorKind::AddrInUse => {}
+                Err(err) => return Err(err).context("Engine::build"),
+            }
+        };
         let addr = engine.local_addr();
         let store = engine.store().clone();
         let settings = engine.settings().clone();
