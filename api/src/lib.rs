@@ -142,6 +142,27 @@ mod tests {
     use axum::body::Body;
     use tower::ServiceExt;
 
+    #[tokio::test]
+    async fn accepted_sockets_have_no_delay() {
+        use axum::serve::Listener as _;
+        let plain = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = plain.local_addr().expect("addr");
+        let mut listener = no_delay(plain);
+        let client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (accepted, peer) = listener.accept().await;
+        assert_eq!(peer, client.local_addr().expect("client addr"));
+        assert!(
+            accepted.nodelay().expect("nodelay"),
+            "TCP_NODELAY set on the accepted socket"
+        );
+        // A plain accept leaves Nagle on: the wrapper is what sets it.
+        let mut plain = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = plain.local_addr().expect("addr");
+        let _client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (accepted, _) = axum::serve::Listener::accept(&mut plain).await;
+        assert!(!accepted.nodelay().expect("nodelay"));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn slow_requests_time_out_with_a_json_error() {
         let app = Router::new()
