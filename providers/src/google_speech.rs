@@ -31,7 +31,6 @@
 //!   refusal's Google error body (`{error:{code,message,status}}`) is logged
 //!   at `warn` with the HTTP status.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,6 +46,7 @@ use tracing::{debug, warn};
 use crate::capability::{PcmChunk, SpeechToText, StreamConfig, SttEvent, SttStream, TextToSpeech};
 use crate::error::{ProviderError, ProviderErrorKind};
 use crate::retry::{self, Failure, RetryPolicy};
+use crate::segment::Segment;
 
 /// Default Speech-to-Text API root.
 pub const STT_BASE_URL: &str = "https://speech.googleapis.com";
@@ -284,13 +284,9 @@ impl SpeechToText for GoogleStt {
                 config.language
             };
             Ok(Box::new(GoogleSttStream {
-                max_samples: config.sample_rate as usize * MAX_STT_SECONDS as usize,
                 endpoint,
-                sample_rate: config.sample_rate,
                 language,
-                buffer: Vec::new(),
-                finished: false,
-                events: VecDeque::new(),
+                segment: Segment::new(config.sample_rate, MAX_STT_SECONDS),
             }) as Box<dyn SttStream>)
         })
     }
@@ -299,12 +295,8 @@ impl SpeechToText for GoogleStt {
 /// One buffered STT segment.
 struct GoogleSttStream {
     endpoint: Arc<Endpoint>,
-    sample_rate: u32,
     language: String,
-    max_samples: usize,
-    buffer: Vec<i16>,
-    finished: bool,
-    events: VecDeque<SttEvent>,
+    segment: Segment,
 }
 
 #[derive(Serialize)]
@@ -375,11 +367,12 @@ fn encode_segment(sample_rate: u32, samples: &[i16]) -> (GoogleAudioEncoding, Ve
 
 impl GoogleSttStream {
     async fn recognize(&self) -> Result<String, ProviderError> {
-        let (encoding, bytes) = encode_segment(self.sample_rate, &self.buffer);
+        let sample_rate = self.segment.sample_rate();
+        let (encoding, bytes) = encode_segment(sample_rate, self.segment.samples());
         let request = RecognizeRequest {
             config: RecognitionConfig {
                 encoding: encoding.as_str(),
-                sample_rate_hertz: self.sample_rate,
+                sample_rate_hertz: sample_rate,
                 language_code: &self.language,
                 max_alternatives: 1,
                 enable_automatic_punctuation: true,
@@ -398,32 +391,16 @@ impl SttStream for GoogleSttStream {
     /// Buffers the samples; refuses audio once the segment is finished or would
     /// pass [`MAX_STT_SECONDS`].
     fn push_audio<'a>(&'a mut self, samples: &'a [i16]) -> BoxFuture<'a, Result<(), ProviderError>> {
-        Box::pin(async move {
-            if self.finished {
-                return Err(self.endpoint.err(ProviderErrorKind::Closed));
-            }
-            if self.buffer.len() + samples.len() > self.max_samples {
-                return Err(self.endpoint.err(ProviderErrorKind::Config(format!(
-                    "speech segment longer than {MAX_STT_SECONDS} s; finish() each caller turn"
-                ))));
-            }
-            self.buffer.extend_from_slice(samples);
-            Ok(())
-        })
+        Box::pin(async move { self.segment.push(samples).map_err(|kind| self.endpoint.err(kind)) })
     }
 
     /// Sends the buffered audio (nothing for an empty segment). Calling it
     /// again is a no-op.
     fn finish(&mut self) -> BoxFuture<'_, Result<(), ProviderError>> {
         Box::pin(async move {
-            if self.finished {
+            let Some(end_ms) = self.segment.finish() else {
                 return Ok(());
-            }
-            self.finished = true;
-            if self.buffer.is_empty() {
-                return Ok(());
-            }
-            let end_ms = self.buffer.len() as u64 * 1000 / u64::from(self.sample_rate);
+            };
             let text = self.recognize().await?;
             debug!(
                 provider = STT_PROVIDER,
@@ -431,14 +408,7 @@ impl SttStream for GoogleSttStream {
                 chars = text.len(),
                 "recognized segment"
             );
-            if !text.is_empty() {
-                self.events.push_back(SttEvent::Final {
-                    text,
-                    start_ms: 0,
-                    end_ms,
-                });
-            }
-            self.buffer = Vec::new();
+            self.segment.recognized(&text, end_ms);
             Ok(())
         })
     }
@@ -447,10 +417,10 @@ impl SttStream for GoogleSttStream {
     /// `finish` the future stays pending, as a streaming recognizer's would.
     fn next_event(&mut self) -> BoxFuture<'_, Result<Option<SttEvent>, ProviderError>> {
         Box::pin(async move {
-            if !self.finished {
-                return std::future::pending().await;
+            match self.segment.next_event() {
+                Some(event) => Ok(event),
+                None => std::future::pending().await,
             }
-            Ok(self.events.pop_front())
         })
     }
 }

@@ -34,6 +34,7 @@ pub mod openai_speech;
 pub mod realtime;
 pub mod retry;
 pub mod rules;
+mod segment;
 pub mod standard;
 pub mod tools;
 pub mod twilio;

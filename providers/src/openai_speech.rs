@@ -47,6 +47,7 @@ use tracing::{debug, warn};
 use crate::capability::{PcmChunk, SpeechToText, StreamConfig, SttEvent, SttStream, TextToSpeech};
 use crate::error::{ProviderError, ProviderErrorKind};
 use crate::retry::{self, Failure, RetryPolicy};
+use crate::segment::Segment;
 
 /// Longest audio one STT segment may buffer before `push_audio` refuses more.
 pub const MAX_STT_SECONDS: u32 = 60;
@@ -306,15 +307,10 @@ impl SpeechToText for OpenAiStt {
                 return Err(shared.err(ProviderErrorKind::Config("stream sample_rate must be positive".into())));
             }
             let language = shared.config.language.clone().or_else(|| iso_639_1(&config.language));
-            let max_samples = config.sample_rate as usize * MAX_STT_SECONDS as usize;
             Ok(Box::new(OpenAiSttStream {
                 shared,
-                sample_rate: config.sample_rate,
                 language,
-                max_samples,
-                buffer: Vec::new(),
-                finished: false,
-                events: VecDeque::new(),
+                segment: Segment::new(config.sample_rate, MAX_STT_SECONDS),
             }) as Box<dyn SttStream>)
         })
     }
@@ -323,12 +319,8 @@ impl SpeechToText for OpenAiStt {
 /// One buffered STT segment.
 struct OpenAiSttStream {
     shared: Arc<Shared>,
-    sample_rate: u32,
     language: Option<String>,
-    max_samples: usize,
-    buffer: Vec<i16>,
-    finished: bool,
-    events: VecDeque<SttEvent>,
+    segment: Segment,
 }
 
 #[derive(Deserialize)]
@@ -339,8 +331,9 @@ struct TranscriptionJson {
 impl OpenAiSttStream {
     async fn transcribe(&self) -> Result<String, ProviderError> {
         let shared = &self.shared;
-        let mut wav = Vec::with_capacity(44 + self.buffer.len() * 2);
-        switchboard_media::wav::write_mono(&mut wav, self.sample_rate, &self.buffer)
+        let samples = self.segment.samples();
+        let mut wav = Vec::with_capacity(44 + samples.len() * 2);
+        switchboard_media::wav::write_mono(&mut wav, self.segment.sample_rate(), samples)
             .map_err(|e| shared.err(ProviderErrorKind::Config(format!("cannot encode WAV: {e}"))))?;
         let build = || {
             let mut form = reqwest::multipart::Form::new()
@@ -381,32 +374,16 @@ impl SttStream for OpenAiSttStream {
     /// Buffers the samples; refuses audio once the segment is finished or would
     /// pass [`MAX_STT_SECONDS`].
     fn push_audio<'a>(&'a mut self, samples: &'a [i16]) -> BoxFuture<'a, Result<(), ProviderError>> {
-        Box::pin(async move {
-            if self.finished {
-                return Err(self.shared.err(ProviderErrorKind::Closed));
-            }
-            if self.buffer.len() + samples.len() > self.max_samples {
-                return Err(self.shared.err(ProviderErrorKind::Config(format!(
-                    "speech segment longer than {MAX_STT_SECONDS} s; finish() each caller turn"
-                ))));
-            }
-            self.buffer.extend_from_slice(samples);
-            Ok(())
-        })
+        Box::pin(async move { self.segment.push(samples).map_err(|kind| self.shared.err(kind)) })
     }
 
     /// Sends the buffered audio for transcription (nothing is sent for an empty
     /// segment). Calling it again is a no-op.
     fn finish(&mut self) -> BoxFuture<'_, Result<(), ProviderError>> {
         Box::pin(async move {
-            if self.finished {
+            let Some(end_ms) = self.segment.finish() else {
                 return Ok(());
-            }
-            self.finished = true;
-            if self.buffer.is_empty() {
-                return Ok(());
-            }
-            let end_ms = self.buffer.len() as u64 * 1000 / u64::from(self.sample_rate);
+            };
             let text = self.transcribe().await?;
             let text = text.trim();
             debug!(
@@ -415,14 +392,7 @@ impl SttStream for OpenAiSttStream {
                 chars = text.len(),
                 "transcribed segment"
             );
-            if !text.is_empty() {
-                self.events.push_back(SttEvent::Final {
-                    text: text.to_owned(),
-                    start_ms: 0,
-                    end_ms,
-                });
-            }
-            self.buffer = Vec::new();
+            self.segment.recognized(text, end_ms);
             Ok(())
         })
     }
@@ -432,10 +402,10 @@ impl SttStream for OpenAiSttStream {
     /// streaming recognizer's would while the caller is still speaking.
     fn next_event(&mut self) -> BoxFuture<'_, Result<Option<SttEvent>, ProviderError>> {
         Box::pin(async move {
-            if !self.finished {
-                return std::future::pending().await;
+            match self.segment.next_event() {
+                Some(event) => Ok(event),
+                None => std::future::pending().await,
             }
-            Ok(self.events.pop_front())
         })
     }
 }
