@@ -36,6 +36,7 @@ use crate::state::{AppState, CallServices};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::response::{IntoResponse, Response};
+use futures::SinkExt as _;
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -51,6 +52,11 @@ use tracing::Instrument;
 const WS_READ_BUFFER: usize = 8 * 1024;
 /// Bytes a stalled socket may queue before writes fail (about 10 s of audio).
 const WS_MAX_WRITE_BUFFER: usize = 1024 * 1024;
+/// Messages fed before an explicit flush are held up to this many bytes, so
+/// what the actor queued together (a frame and its mark) leaves in one write.
+const WS_WRITE_BATCH_BYTES: usize = 2 * 1024;
+/// Most messages taken from the actor's queue for one write.
+const WRITE_BATCH: usize = 8;
 
 /// How long Twilio has to send `start` after the socket opens.
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -87,7 +93,7 @@ pub(crate) async fn media(t: Telephony, ws: Result<WebSocketUpgrade, WebSocketUp
     ws.max_message_size(max)
         .max_frame_size(max)
         .read_buffer_size(WS_READ_BUFFER)
-        .write_buffer_size(0)
+        .write_buffer_size(WS_WRITE_BATCH_BYTES)
         .max_write_buffer_size(WS_MAX_WRITE_BUFFER)
         .on_failed_upgrade(|err| tracing::warn!(error = %err, "twilio media upgrade failed"))
         .on_upgrade(move |socket| {
@@ -501,26 +507,49 @@ impl Session {
                     }
                 }
                 out = a.outbound.recv(), if outbound_open => {
-                    let json = match out {
-                        Some(MediaOut::Media(frame)) => writer.media(&a.stream_sid, &frame),
-                        Some(MediaOut::Mark(name)) => writer.mark(&a.stream_sid, &name),
-                        Some(MediaOut::Clear) => writer.clear(&a.stream_sid),
-                        Some(MediaOut::Close(reason)) => {
-                            tracing::info!(%call_id, %tenant_id, %reason, "call actor closed the media stream");
-                            break close_for(reason);
-                        }
-                        None => {
-                            // The actor let go of playback; its end (if that
-                            // is what this is) arrives through `stopped`.
-                            tracing::debug!(%call_id, %tenant_id, "call actor dropped its outbound sender");
-                            outbound_open = false;
-                            continue;
-                        }
+                    let Some(out) = out else {
+                        // The actor let go of playback; its end (if that
+                        // is what this is) arrives through `stopped`.
+                        tracing::debug!(%call_id, %tenant_id, "call actor dropped its outbound sender");
+                        outbound_open = false;
+                        continue;
                     };
-                    if let Err(err) = self.socket.send(Message::Text(json.into())).await {
+                    // What the actor queued by now goes out in one write (a
+                    // frame and its mark share a TCP segment), then a flush.
+                    let mut next = Some(out);
+                    let mut closed_by_actor = None;
+                    let mut fed = 0;
+                    let mut written = Ok(());
+                    while let Some(out) = next.take() {
+                        let json = match out {
+                            MediaOut::Media(frame) => writer.media(&a.stream_sid, &frame),
+                            MediaOut::Mark(name) => writer.mark(&a.stream_sid, &name),
+                            MediaOut::Clear => writer.clear(&a.stream_sid),
+                            MediaOut::Close(reason) => {
+                                closed_by_actor = Some(reason);
+                                break;
+                            }
+                        };
+                        written = self.socket.feed(Message::Text(json.into())).await;
+                        if written.is_err() {
+                            break;
+                        }
+                        fed += 1;
+                        if fed < WRITE_BATCH {
+                            next = a.outbound.try_recv().ok();
+                        }
+                    }
+                    if written.is_ok() {
+                        written = self.socket.flush().await;
+                    }
+                    if let Err(err) = written {
                         tracing::info!(%call_id, %tenant_id, error = %err, "twilio media socket write failed");
                         tell(&a.handle, a.handle.stream_closed(), "stream_closed");
                         return;
+                    }
+                    if let Some(reason) = closed_by_actor {
+                        tracing::info!(%call_id, %tenant_id, %reason, "call actor closed the media stream");
+                        break close_for(reason);
                     }
                 }
                 () = &mut stopped => {
