@@ -170,30 +170,7 @@ impl DemoFile {
 
     /// Writes the file atomically, readable by its owner only.
     pub fn write(&self, path: &Path) -> Result<(), EngineError> {
-        use std::io::Write as _;
-        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-        let err = |e: std::io::Error| EngineError::SecretFile {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        };
-        let text = serde_json::to_string_pretty(self).map_err(|e| EngineError::SecretFile {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })?;
-        let tmp = path.with_extension("json.tmp");
-        let _ = std::fs::remove_file(&tmp);
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(err)?;
-        file.write_all(text.as_bytes()).map_err(err)?;
-        file.write_all(b"\n").map_err(err)?;
-        file.sync_all().map_err(err)?;
-        drop(file);
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
-        std::fs::rename(&tmp, path).map_err(err)
+        write_private_json(path, self)
     }
 }
 
